@@ -1,0 +1,50 @@
+"""How memo tells about trouble: the ``memo`` logger and ``MemoWarning``."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+__all__ = ["MemoWarning", "logger", "report_failure"]
+
+logger = logging.getLogger("memo")
+
+
+class MemoWarning(UserWarning):
+    """A setup memo can work with but that is probably a mistake."""
+
+
+_reported: set[tuple[str, str, type[BaseException]]] = set()
+_reported_lock = threading.Lock()
+
+
+def report_failure(namespace: str, operation: str, exc: BaseException) -> None:
+    """Log a cache failure that memo recovered from.
+
+    The first failure of a kind (namespace, operation, exception type) is a
+    warning with its traceback; repeats are debug lines, so a cache that stays
+    broken does not flood the log. Counting is the caller's job.
+    """
+    kind = (namespace, operation, type(exc))
+    with _reported_lock:
+        first = kind not in _reported
+        _reported.add(kind)
+    if first:
+        logger.warning(
+            "memo: %s failed for namespace %r (%s: %s); the call's result is returned "
+            "uncached. Further %s failures of this kind are logged at DEBUG level.",
+            operation,
+            namespace,
+            type(exc).__name__,
+            exc,
+            type(exc).__name__,
+            exc_info=exc,
+        )
+    else:
+        logger.debug(
+            "memo: %s failed for namespace %r (%s: %s)",
+            operation,
+            namespace,
+            type(exc).__name__,
+            exc,
+        )

@@ -1,0 +1,260 @@
+"""Serializers turn a function's result into bytes and back.
+
+A stored value is wrapped in a small envelope: a format byte and the id of the
+serializer that wrote it. A value written by another serializer (or by an older
+envelope format) is therefore a miss, never a wrong object.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import pickle
+import types
+import typing
+from typing import Any, Generic, Literal, Protocol, TypeVar, Union, runtime_checkable
+
+import orjson
+import pydantic
+
+__all__ = [
+    "EnvelopeError",
+    "JsonSerializer",
+    "PickleSerializer",
+    "PydanticSerializer",
+    "Serializer",
+    "infer_serializer",
+    "open_envelope",
+    "seal_envelope",
+    "serializer_id",
+]
+
+T = TypeVar("T")
+
+_ENVELOPE_FORMAT = b"M\x01"
+
+
+@runtime_checkable
+class Serializer(Protocol[T]):
+    """Turns a value into bytes and back.
+
+    Any object with these two methods is a serializer. It may also set a
+    ``memo_id`` string attribute: the id written into each stored value's
+    envelope, so that a value written by a different serializer reads as a
+    miss. Without it, the id is the serializer's class path.
+    """
+
+    def dumps(self, value: T) -> bytes:
+        """Return ``value`` as bytes."""
+        ...
+
+    def loads(self, data: bytes) -> T:
+        """Return the value that ``dumps`` turned into ``data``."""
+        ...
+
+
+class EnvelopeError(ValueError):
+    """A stored value was not written by this serializer in this format."""
+
+
+def serializer_id(serializer: Serializer[Any]) -> bytes:
+    """Return the envelope id of ``serializer`` (at most 255 bytes)."""
+    name = getattr(serializer, "memo_id", None)
+    if not isinstance(name, str):
+        cls = type(serializer)
+        name = f"{cls.__module__}.{cls.__qualname__}"
+    raw = name.encode()
+    if len(raw) > 255:
+        raw = b"sha256:" + hashlib.sha256(raw).hexdigest().encode()
+    return raw
+
+
+def seal_envelope(sid: bytes, payload: bytes) -> bytes:
+    """Wrap a serialized payload in memo's envelope."""
+    return _ENVELOPE_FORMAT + bytes((len(sid),)) + sid + payload
+
+
+def envelope_header(sid: bytes) -> bytes:
+    """Return the bytes every envelope written with ``sid`` starts with."""
+    return _ENVELOPE_FORMAT + bytes((len(sid),)) + sid
+
+
+def open_envelope(header: bytes, data: bytes) -> bytes:
+    """Return the payload of ``data``, which must start with ``header``.
+
+    Raises:
+        EnvelopeError: ``data`` was written in another format or by another
+            serializer.
+    """
+    if not data.startswith(header):
+        if not data.startswith(_ENVELOPE_FORMAT):
+            msg = "stored value is not in memo's envelope format (written by something else?)"
+        else:
+            msg = "stored value was written by a different serializer"
+        raise EnvelopeError(msg)
+    return data[len(header) :]
+
+
+# orjson writes datetimes, dataclasses and subclasses of str/int/dict/list as
+# plain JSON, which would come back as another type. Refusing them makes the
+# store fail loudly (logged, not cached) instead of handing back a wrong type.
+_JSON_OPTIONS = (
+    orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+
+
+def _has_non_finite(value: Any) -> bool:
+    if type(value) is float:
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_non_finite(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_non_finite(item) for item in value)
+    return False
+
+
+class JsonSerializer:
+    """JSON through orjson: the default for plain JSON results.
+
+    A hit returns what JSON can hold: a tuple comes back as a list, an Enum as
+    its value. Results JSON cannot represent faithfully (NaN, infinities,
+    datetimes, dataclasses, subclasses of builtins, non-string dict keys)
+    raise on ``dumps``, so they are returned but not stored; annotate the
+    function's return type or pass ``PydanticSerializer(tp)`` to keep them.
+    """
+
+    memo_id = "json"
+
+    def dumps(self, value: Any) -> bytes:
+        """Return ``value`` as JSON bytes.
+
+        Raises:
+            TypeError: the value holds a type JSON cannot represent faithfully.
+            ValueError: the value holds NaN or an infinity.
+        """
+        data = orjson.dumps(value, option=_JSON_OPTIONS)
+        # orjson writes NaN and infinities as null; look only when a null exists.
+        if b"null" in data and _has_non_finite(value):
+            msg = "JSON cannot hold NaN or infinity; use PydanticSerializer or PickleSerializer"
+            raise ValueError(msg)
+        return data
+
+    def loads(self, data: bytes) -> Any:
+        """Return the value held in JSON ``data``."""
+        return orjson.loads(data)
+
+    def __repr__(self) -> str:
+        return "JsonSerializer()"
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type):
+        return f"{tp.__module__}.{tp.__qualname__}"
+    return repr(tp)
+
+
+class PydanticSerializer(Generic[T]):
+    """Any type pydantic can validate, via ``pydantic.TypeAdapter``.
+
+    Works for models (``ChatCompletion`` included), dataclasses and types built
+    of them (``list[Model]``, ``Model | None``, ``tuple[int, str]``,
+    ``set[str]``, ``datetime``). A hit returns the declared type.
+
+    Args:
+        tp: the type of the values to store.
+    """
+
+    def __init__(self, tp: type[T] | Any) -> None:
+        self.type = tp
+        self.memo_id = f"pydantic:{_type_name(tp)}"
+        try:
+            # Non-finite floats as JSON constants, so NaN never becomes None.
+            config = pydantic.ConfigDict(ser_json_inf_nan="constants")
+            self._adapter: pydantic.TypeAdapter[T] = pydantic.TypeAdapter(tp, config=config)
+        except pydantic.PydanticUserError:
+            # Models and dataclasses carry their own config.
+            self._adapter = pydantic.TypeAdapter(tp)
+
+    def dumps(self, value: T) -> bytes:
+        """Return ``value`` as JSON bytes."""
+        return self._adapter.dump_json(value)
+
+    def loads(self, data: bytes) -> T:
+        """Validate JSON ``data`` into the declared type."""
+        return self._adapter.validate_json(data)
+
+    def __repr__(self) -> str:
+        return f"PydanticSerializer({_type_name(self.type)})"
+
+
+class PickleSerializer:
+    """Any picklable value, via ``pickle``. Opt-in only.
+
+    Warning:
+        Unpickling runs code chosen by whoever wrote the data. Use it only for
+        a cache that no one else can write: never for a shared folder or a
+        shared Redis.
+    """
+
+    memo_id = "pickle"
+
+    def __init__(self, protocol: int = pickle.HIGHEST_PROTOCOL) -> None:
+        self.protocol = protocol
+
+    def dumps(self, value: Any) -> bytes:
+        """Return ``value`` pickled."""
+        return pickle.dumps(value, protocol=self.protocol)
+
+    def loads(self, data: bytes) -> Any:
+        """Unpickle ``data``."""
+        return pickle.loads(data)
+
+    def __repr__(self) -> str:
+        return "PickleSerializer()"
+
+
+_JSON_SCALARS: frozenset[Any] = frozenset({str, int, float, bool, type(None), None, Any, object})
+
+
+def _json_safe(tp: Any) -> bool:
+    """Whether JSON round-trips every value of ``tp`` to an equal value."""
+    if tp in _JSON_SCALARS or tp is list or tp is dict:
+        return True
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is list:
+        return all(_json_safe(arg) for arg in args)
+    if origin is dict:
+        return len(args) == 2 and args[0] is str and _json_safe(args[1])
+    if origin is Union or origin is types.UnionType:
+        return all(_json_safe(arg) for arg in args)
+    if origin is Literal:
+        return all(type(arg) in (str, int, bool) or arg is None for arg in args)
+    if origin is typing.Annotated:
+        return _json_safe(args[0])
+    return False
+
+
+def infer_serializer(annotation: Any) -> Serializer[Any]:
+    """Choose a serializer from a resolved return annotation.
+
+    Plain JSON types (and ``Any``) get ``JsonSerializer``; anything JSON would
+    change (models, dataclasses, tuples, sets, datetimes, non-string keys) gets
+    ``PydanticSerializer(annotation)`` so that a hit returns the declared type.
+
+    Raises:
+        TypeError: pydantic cannot build a schema for the annotation.
+    """
+    if _json_safe(annotation):
+        return JsonSerializer()
+    try:
+        return PydanticSerializer(annotation)
+    except pydantic.PydanticSchemaGenerationError as exc:
+        msg = (
+            f"memo cannot infer a serializer for the return type {_type_name(annotation)}: "
+            f"pydantic cannot describe it; pass serializer=... (PickleSerializer() for a "
+            f"private cache, or your own Serializer)"
+        )
+        raise TypeError(msg) from exc

@@ -1,0 +1,42 @@
+"""The ``Store`` protocol: where serialized values live."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+__all__ = ["Store"]
+
+
+@runtime_checkable
+class Store(Protocol):
+    """An async key-value store of bytes.
+
+    Every key memo hands to a store begins with its namespace, escaped so that
+    ``memo.stores.namespace_of(key)`` reads it back. ``clear(namespace)`` drops
+    every key of that namespace (whatever its version) and no key of another
+    namespace, including one whose name merely starts with the same text: match
+    on ``memo.stores.namespace_prefix(namespace)``.
+
+    The conformance suite in memo's tests (``tests/test_store_contract.py``)
+    checks a store against this contract.
+    """
+
+    async def get(self, key: str) -> bytes | None:
+        """Return the bytes stored under ``key``, or None when absent or expired."""
+        ...
+
+    async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        """Store ``value`` under ``key``, expiring after ``ttl`` seconds (None: never)."""
+        ...
+
+    async def delete(self, key: str) -> bool:
+        """Drop ``key``; return whether it existed."""
+        ...
+
+    async def clear(self, namespace: str) -> int:
+        """Drop every key of ``namespace``; return how many were dropped."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections and files; the store may be reopened by later use."""
+        ...

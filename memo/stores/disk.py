@@ -1,0 +1,207 @@
+"""``DiskStore``: the embedded default, on diskcache (SQLite plus files)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import stat
+import sys
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import diskcache
+from diskcache.core import MODE_BINARY, MODE_RAW
+
+from memo._keys import namespace_of
+from memo._report import MemoWarning
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["DiskStore", "RefusedEntryError", "default_directory", "shared_disk_store"]
+
+T = TypeVar("T")
+
+ENV_DIRECTORY = "MEMO_CACHE_DIR"
+
+
+def default_directory() -> Path:
+    """Return the folder memo uses when no ``directory`` is given.
+
+    ``$MEMO_CACHE_DIR`` when set, else the user cache folder: ``$XDG_CACHE_HOME/memo``
+    or ``~/.cache/memo`` on Linux, ``~/Library/Caches/memo`` on macOS and
+    ``%LOCALAPPDATA%\\memo\\Cache`` on Windows.
+    """
+    env = os.environ.get(ENV_DIRECTORY)
+    if env:
+        return Path(env).expanduser()
+    if sys.platform == "win32":  # pragma: no cover - tested on Linux only
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+        return Path(base) / "memo" / "Cache"
+    if sys.platform == "darwin":  # pragma: no cover - tested on Linux only
+        return Path.home() / "Library" / "Caches" / "memo"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "memo"
+
+
+class RefusedEntryError(ValueError):
+    """An entry diskcache would have to unpickle (or decode as text) to read."""
+
+
+class _SafeDisk(diskcache.Disk):  # type: ignore[misc]
+    """A diskcache ``Disk`` whose read path only ever returns bytes.
+
+    diskcache unpickles entries stored in its pickle mode when they are read
+    (CVE-2025-69872), so anyone who can write the folder could run code in
+    every process that reads it. memo only ever stores bytes, so any other
+    mode is refused before it is decoded.
+    """
+
+    def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> Any:
+        if mode not in (MODE_RAW, MODE_BINARY) or (mode == MODE_RAW and type(value) is not bytes):
+            msg = f"refusing to read a diskcache entry stored in mode {mode} (not raw bytes)"
+            raise RefusedEntryError(msg)
+        return super().fetch(mode, filename, value, read)
+
+
+def _prepare_directory(path: Path) -> None:
+    existed = path.is_dir()
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if existed and os.name == "posix":
+        mode = path.stat().st_mode
+        if mode & (stat.S_IWGRP | stat.S_IWOTH):
+            warnings.warn(
+                f"memo: the cache folder {str(path)!r} can be written by other users "
+                f"(mode {stat.filemode(mode)}); anyone who can write it can change what "
+                f"your cached functions return. Run `chmod 700 {path}`.",
+                MemoWarning,
+                stacklevel=2,
+            )
+
+
+class DiskStore:
+    """Entries in a diskcache folder: survives restarts, shared by processes.
+
+    The folder is created with mode 0o700 on first use. Blocking SQLite and file
+    work runs on a small thread pool, never on the event loop's thread. Values
+    are read back as bytes only: entries in diskcache's pickle mode are refused,
+    never unpickled.
+
+    Args:
+        directory: the folder; default ``default_directory()``.
+        size_limit: bytes on disk before the oldest stored entries are culled.
+        timeout: seconds an operation waits for SQLite's lock (held by a writer
+            in another process) before it fails; memo then returns the
+            function's result uncached.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str] | None = None,
+        *,
+        size_limit: int = 2**30,
+        timeout: float = 5.0,
+    ) -> None:
+        self.directory = Path(directory).expanduser() if directory else default_directory()
+        self.size_limit = size_limit
+        self.timeout = timeout
+        self._cache: diskcache.Cache | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def cache(self) -> diskcache.Cache:
+        """The underlying ``diskcache.Cache``, opened (and the folder created) on first use."""
+        with self._lock:
+            if self._cache is None:
+                _prepare_directory(self.directory)
+                self._cache = diskcache.Cache(
+                    str(self.directory),
+                    timeout=self.timeout,
+                    disk=_SafeDisk,
+                    size_limit=self.size_limit,
+                    eviction_policy="least-recently-stored",
+                    statistics=False,
+                    tag_index=True,
+                )
+            return self._cache
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="memo-disk")
+            executor = self._executor
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(executor, functools.partial(fn, *args))
+
+    def _get(self, key: str) -> bytes | None:
+        value = self.cache.get(key, default=None, retry=False)
+        if value is None or type(value) is bytes:
+            return value
+        msg = f"diskcache returned {type(value).__name__}, not bytes"  # pragma: no cover
+        raise RefusedEntryError(msg)  # pragma: no cover
+
+    def _set(self, key: str, value: bytes, ttl: float | None) -> None:
+        self.cache.set(key, bytes(value), expire=ttl, tag=namespace_of(key), retry=False)
+
+    def _delete(self, key: str) -> bool:
+        return bool(self.cache.delete(key, retry=False))
+
+    def _clear(self, namespace: str) -> int:
+        return int(self.cache.evict(namespace, retry=False))
+
+    async def get(self, key: str) -> bytes | None:
+        """Return the bytes stored under ``key``, or None.
+
+        Raises:
+            RefusedEntryError: the entry is not raw bytes (never decoded).
+        """
+        return await self._run(self._get, key)
+
+    async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        """Store ``value`` under ``key`` for ``ttl`` seconds (None: no expiry)."""
+        await self._run(self._set, key, value, ttl)
+
+    async def delete(self, key: str) -> bool:
+        """Drop ``key``; return whether it existed."""
+        return await self._run(self._delete, key)
+
+    async def clear(self, namespace: str) -> int:
+        """Drop every entry of ``namespace``; return how many."""
+        return await self._run(self._clear, namespace)
+
+    async def close(self) -> None:
+        """Close the SQLite connections and the thread pool; later use reopens them."""
+        with self._lock:
+            cache, self._cache = self._cache, None
+            executor, self._executor = self._executor, None
+        if cache is not None:
+            cache.close()
+        if executor is not None:
+            executor.shutdown(wait=False)
+
+    def __repr__(self) -> str:
+        return f"DiskStore({str(self.directory)!r})"
+
+
+_shared: dict[Path, DiskStore] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_disk_store(directory: str | os.PathLike[str] | None) -> DiskStore:
+    """Return this process's ``DiskStore`` for ``directory`` (default folder when None).
+
+    Functions decorated with the same folder share one store, so they share
+    its SQLite connections and thread pool.
+    """
+    path = Path(directory).expanduser() if directory else default_directory()
+    path = path.absolute()
+    with _shared_lock:
+        store = _shared.get(path)
+        if store is None:
+            store = _shared[path] = DiskStore(path)
+        return store
