@@ -17,11 +17,9 @@ import dataclasses
 import datetime
 import functools
 import inspect
-import os
 import typing
 import warnings
 import weakref
-from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
@@ -38,6 +36,10 @@ from memo._serializers import (
 )
 from memo.stores.base import Store
 from memo.stores.disk import shared_disk_store
+
+if typing.TYPE_CHECKING:
+    import os
+    from collections.abc import Awaitable, Callable, Iterable
 
 __all__ = ["BoundCachedFunction", "CacheInfo", "CachedFunction", "async_disk_cache"]
 
@@ -127,6 +129,36 @@ def _seconds(ttl: float | datetime.timedelta | None) -> float | None:
     return float(ttl)
 
 
+def _check_options(
+    *,
+    namespace: object,
+    version: object,
+    store: object,
+    directory: object,
+    cache_if: object,
+    serializer: object,
+) -> None:
+    """Fail at decoration time, with the fix, on options of the wrong type."""
+    if namespace is not None and (not isinstance(namespace, str) or not namespace):
+        msg = f"namespace must be a non-empty str, got {namespace!r}"
+        raise TypeError(msg)
+    if version is not None and (isinstance(version, bool) or not isinstance(version, (str, int))):
+        msg = f"version must be a str, an int or None, got {version!r}"
+        raise TypeError(msg)
+    if store is not None and directory is not None:
+        msg = "pass either store= or directory=, not both"
+        raise TypeError(msg)
+    if store is not None and not isinstance(store, Store):
+        msg = f"store must implement memo.Store (get, set, delete, clear, close), got {store!r}"
+        raise TypeError(msg)
+    if cache_if is not None and not callable(cache_if):
+        msg = f"cache_if must be a callable taking the result, got {cache_if!r}"
+        raise TypeError(msg)
+    if serializer is not None and not isinstance(serializer, Serializer):
+        msg = f"serializer must have dumps(value) and loads(data) methods, got {serializer!r}"
+        raise TypeError(msg)
+
+
 class CachedFunction(Generic[P, R]):
     """An ``async def`` function whose results are cached; made by ``async_disk_cache``.
 
@@ -154,40 +186,28 @@ class CachedFunction(Generic[P, R]):
         if not (inspect.iscoroutinefunction(fn) or isinstance(fn, CachedFunction)):
             msg = f"async_disk_cache needs an async def function, got {fn!r}"
             raise TypeError(msg)
-        functools.update_wrapper(self, fn)
+        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
         self._fn = fn
         self._signature = inspect.signature(fn)
         owner = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
         self._owner = owner
-        if namespace is None:
-            namespace = owner
-        elif not isinstance(namespace, str) or not namespace:
-            msg = f"namespace must be a non-empty str, got {namespace!r}"
-            raise TypeError(msg)
-        self.namespace: str = namespace
-        if version is not None and (isinstance(version, bool) or not isinstance(version, (str, int))):
-            msg = f"version must be a str, an int or None, got {version!r}"
-            raise TypeError(msg)
-        self._prefix = store_key(namespace, None if version is None else str(version), "")
+        _check_options(
+            namespace=namespace,
+            version=version,
+            store=store,
+            directory=directory,
+            cache_if=cache_if,
+            serializer=serializer,
+        )
+        self.namespace: str = owner if namespace is None else namespace
+        self._prefix = store_key(self.namespace, None if version is None else str(version), "")
         self._ttl = _seconds(ttl)
         self._ignore_params, self._ignore_kwargs, self._var_kw = self._check_ignore(ignore)
-        if store is not None and directory is not None:
-            msg = "pass either store= or directory=, not both"
-            raise TypeError(msg)
-        if store is not None and not isinstance(store, Store):
-            msg = f"store must implement memo.Store (get, set, delete, clear, close), got {store!r}"
-            raise TypeError(msg)
         self._directory = directory
         self._store = store
         if store is not None:
-            _claim_namespace(store, namespace, owner)
-        if cache_if is not None and not callable(cache_if):
-            msg = f"cache_if must be a callable taking the result, got {cache_if!r}"
-            raise TypeError(msg)
+            _claim_namespace(store, self.namespace, owner)
         self._cache_if = cache_if
-        if serializer is not None and not isinstance(serializer, Serializer):
-            msg = f"serializer must have dumps(value) -> bytes and loads(bytes), got {serializer!r}"
-            raise TypeError(msg)
         self._serializer: Serializer[Any] | None = serializer
         self._header = b""
         if serializer is None:
@@ -202,7 +222,9 @@ class CachedFunction(Generic[P, R]):
 
     # -- set-up ---------------------------------------------------------------
 
-    def _check_ignore(self, ignore: Iterable[str]) -> tuple[frozenset[str], frozenset[str], str | None]:
+    def _check_ignore(
+        self, ignore: Iterable[str]
+    ) -> tuple[frozenset[str], frozenset[str], str | None]:
         if isinstance(ignore, str):
             msg = f"ignore takes a tuple of parameter names, e.g. ignore=({ignore!r},)"
             raise TypeError(msg)
@@ -238,15 +260,16 @@ class CachedFunction(Generic[P, R]):
         return infer_serializer(hints["return"])
 
     def _codec(self) -> tuple[Serializer[Any], bytes]:
-        if self._serializer is None:
+        serializer = self._serializer
+        if serializer is None:
             try:
-                serializer = self._infer_serializer(final=True)
+                serializer = self._infer_serializer(final=True) or JsonSerializer()
             except TypeError as exc:
                 report_failure(self.namespace, "choosing a serializer", exc)
                 serializer = JsonSerializer()
             self._header = envelope_header(serializer_id(serializer))
             self._serializer = serializer
-        return self._serializer, self._header
+        return serializer, self._header
 
     def _get_store(self) -> Store:
         if self._store is None:
@@ -269,7 +292,8 @@ class CachedFunction(Generic[P, R]):
             del arguments[name]
         if self._ignore_kwargs and self._var_kw in arguments:
             extra = arguments[self._var_kw]
-            arguments[self._var_kw] = {k: v for k, v in extra.items() if k not in self._ignore_kwargs}
+            dropped = self._ignore_kwargs
+            arguments[self._var_kw] = {k: v for k, v in extra.items() if k not in dropped}
         return self._prefix + digest_arguments(arguments, self._owner)
 
     def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str:

@@ -1,10 +1,10 @@
-"""Cache keys: bind the call, make the arguments canonical, hash them.
+r"""Cache keys: bind the call, make the arguments canonical, hash them.
 
 The canonical form is JSON written by orjson with sorted keys. Values that JSON
 already tells apart stay as they are (str, bool, None, ints that fit in 64 bits,
 finite floats, lists, dicts with plain string keys), so the typical LLM request
 costs little more than its own serialization. Every other value becomes a
-one-key object whose key starts with NUL, a *tag* (``{"\\x00tuple": [...]}``);
+one-key object whose key starts with NUL, a *tag* (``{"\x00tuple": [...]}``);
 a user dict with a key that starts with NUL is itself written in tagged form,
 so user data can never pass for a tag. orjson prints ``1``, ``1.0``, ``true``
 and ``"1"`` differently, which keeps those apart without tags, while NaN and
@@ -26,12 +26,14 @@ import hashlib
 import math
 import pathlib
 import uuid
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
 import orjson
 import pydantic
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = [
     "canonical",
@@ -159,7 +161,7 @@ def _fields(value: Any, names: Any, depth: int) -> dict[str, Any]:
     return out
 
 
-def _canonical_object(value: Any, cls: type, depth: int) -> Any:  # noqa: PLR0911, PLR0912
+def _canonical_object(value: Any, cls: type, depth: int) -> Any:  # noqa: PLR0912
     name = _qualname(cls)
     memo_key = getattr(cls, "__memo_key__", None)
     if memo_key is not None:
@@ -199,7 +201,8 @@ def _canonical_object(value: Any, cls: type, depth: int) -> Any:  # noqa: PLR091
     # as its base type, tagged with the class so two classes never meet.
     for base in (str, int, float, list, tuple, dict, set, frozenset, bytes):
         if isinstance(value, base):
-            return {"\x00subclass": [name, canonical(base(value), depth)]}
+            plain: Any = base(value)  # type: ignore[arg-type]
+            return {"\x00subclass": [name, canonical(plain, depth)]}
     raise UnkeyableError(value)
 
 

@@ -30,11 +30,11 @@ ENV_DIRECTORY = "MEMO_CACHE_DIR"
 
 
 def default_directory() -> Path:
-    """Return the folder memo uses when no ``directory`` is given.
+    r"""Return the folder memo uses when no ``directory`` is given.
 
     ``$MEMO_CACHE_DIR`` when set, else the user cache folder: ``$XDG_CACHE_HOME/memo``
     or ``~/.cache/memo`` on Linux, ``~/Library/Caches/memo`` on macOS and
-    ``%LOCALAPPDATA%\\memo\\Cache`` on Windows.
+    ``%LOCALAPPDATA%\memo\Cache`` on Windows.
     """
     env = os.environ.get(ENV_DIRECTORY)
     if env:
