@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from memo._demo import main as demo
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -21,6 +23,4 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``memo`` command line; return the exit status."""
     _parser().parse_args(argv)
-    from memo._demo import main as demo
-
     return demo()

@@ -60,10 +60,10 @@ def _verdict(runs: int, hits: int, errors: int, *, first: bool) -> str:
     if errors:
         return f"the cache failed ({errors} error(s), see the log above): ran the function"
     if runs:
-        return "miss: ran the function and stored the result on disk"
+        return "miss: ran the function, stored the result"
     if hits and first:
-        return "hit: read from disk, stored by an earlier run (the cache survives restarts)"
-    return "hit: read from disk, the function did not run"
+        return "hit: stored on disk by an earlier run"
+    return "hit: read from disk, did not run"
 
 
 async def _tour() -> int:
@@ -72,7 +72,7 @@ async def _tour() -> int:
     print("    async def forecast(city: str, days: int = 3) -> dict:")
     print(f"        ...  # sleeps {DELAY} s, like a slow API\n")
 
-    width = 34
+    width = 31
     result, took, runs, hits, _, errors = await _timed(lambda: forecast("Paris"))
     label = 'forecast("Paris")'
     print(f"1. {label:<{width}} {_seconds(took)}  {_verdict(runs, hits, errors, first=True)}")
@@ -88,7 +88,7 @@ async def _tour() -> int:
     print(f"3. {label:<{width}} {_seconds(took)}  {_verdict(runs, hits, errors, first=False)}")
     same = forecast.cache_key("Paris") == forecast.cache_key(city="Paris", days=3)
     print(
-        "   positional and keyword forms bind to the same arguments, so they share one key:"
+        "   both forms bind to the same arguments, so they share one key:"
         if same
         else "   the two forms gave different keys:"
     )
@@ -101,8 +101,8 @@ async def _tour() -> int:
     )
     label = '10 x forecast("Lyon") at once'
     print(
-        f"4. {label:<{width}} {_seconds(took)}  the function ran {runs} time(s): "
-        f"{misses} miss, {hits} hits (joined the run in flight)"
+        f"4. {label:<{width}} {_seconds(took)}  ran {runs} time(s) for 10 callers: "
+        f"{misses} miss, {hits} hits"
     )
 
     info = forecast.cache_info()
@@ -111,13 +111,11 @@ async def _tour() -> int:
     where = store.directory if isinstance(store, DiskStore) else store
     print(f"The cache lives in {where} ($MEMO_CACHE_DIR, else the user cache folder).")
     if served_from_disk:
-        print("Call 1 was read from disk this time: the entry outlived the process that wrote it.")
+        print("Call 1 was read from disk: the entry outlived the process that wrote it.")
     else:
-        print("Run `python -m memo` again: call 1 will be read from disk, the cache survives.")
-    print(
-        f"Look inside with `python -m memo stats` and `python -m memo ls {NAMESPACE}`; "
-        f"remove the demo's entries with `python -m memo clear {NAMESPACE}`."
-    )
+        print("Run `python -m memo` again: call 1 will be read from disk this time.")
+    print(f"Look inside: `python -m memo stats`, `python -m memo ls {NAMESPACE}`.")
+    print(f"Clean up:    `python -m memo clear {NAMESPACE}`.")
     await forecast.store.close()
     return 0
 
