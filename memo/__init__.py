@@ -9,7 +9,7 @@ from memo._context import bypass, refreshing
 from memo._decorator import BoundCachedFunction, CachedFunction, CacheInfo, async_disk_cache
 from memo._report import MemoWarning
 from memo._serializers import JsonSerializer, PickleSerializer, PydanticSerializer, Serializer
-from memo.stores import DiskStore, MemoryStore, Store
+from memo.stores import DiskStore, MemoryStore, RedisStore, Store
 
 __all__ = [
     "BoundCachedFunction",
@@ -21,6 +21,7 @@ __all__ = [
     "MemoryStore",
     "PickleSerializer",
     "PydanticSerializer",
+    "RedisStore",
     "Serializer",
     "Store",
     "async_disk_cache",

@@ -16,3 +16,6 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "memo-cache"
     monkeypatch.setenv("MEMO_CACHE_DIR", str(folder))
     return folder
+
+
+from redis_server import redis_server  # noqa: E402, F401

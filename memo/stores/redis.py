@@ -1,0 +1,326 @@
+"""``RedisStore``: entries in Redis (or Valkey), shared by every machine that reaches it.
+
+redis.asyncio connections belong to the event loop that opened them, while a
+store object often outlives loops (``asyncio.run`` twice, a test suite, loops
+in worker threads). So a store built from a URL keeps one client per running
+loop, opened lazily, and closes it when that loop shuts down: a small idle
+task per loop waits to be cancelled, which ``asyncio.run`` (and
+``asyncio.Runner``) does to every task it leaves behind, and closes the
+client in its ``finally``. A client passed in by the user is used as it is.
+
+A cache must cost bounded time when Redis is down or hung, because memo then
+runs the function anyway: short socket timeouts, at most ``retries`` retries
+without back-off, and after a connection failure a ``cooldown`` during which
+the store fails at once instead of waiting on the same dead server again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import re
+import threading
+import time
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from memo._keys import namespace_prefix
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from redis.asyncio import Redis
+
+__all__ = ["RedisStore", "RedisUnavailableError"]
+
+T = TypeVar("T")
+
+INSTALL = "pip install 'memo[redis]'"
+_SCHEMES = ("redis", "rediss", "unix")
+# Characters that Redis glob patterns (SCAN MATCH) treat specially.
+_GLOB = re.compile(r"([\\*?\[\]])")
+
+
+class RedisUnavailableError(ConnectionError):
+    """Redis failed to answer a moment ago; the store is not trying it again yet."""
+
+
+def _glob_escape(text: str) -> str:
+    return _GLOB.sub(r"\\\1", text)
+
+
+def _masked(url: str) -> str:
+    """Return ``url`` without its password, for messages and ``repr``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def _import_redis() -> Any:
+    try:
+        # Imported here, not at the top: memo works without the redis extra.
+        import redis.asyncio  # noqa: PLC0415
+    except ImportError as exc:
+        msg = f"RedisStore needs the 'redis' package: install it with `{INSTALL}`"
+        raise ImportError(msg) from exc
+    return redis
+
+
+class _LoopClient:
+    """The client of one event loop, and the task that closes it with the loop."""
+
+    __slots__ = ("client", "keeper")
+
+    def __init__(self, client: Redis, keeper: asyncio.Task[None]) -> None:
+        self.client = client
+        self.keeper = keeper
+
+
+class RedisStore:
+    """Entries in Redis, for a cache shared by many processes and machines.
+
+    Values are stored as plain Redis strings under ``prefix + key``; ``ttl``
+    becomes the server's own expiry (``SET ... PX``). ``clear(namespace)``
+    walks the namespace's keys with ``SCAN MATCH`` and drops them with
+    ``UNLINK`` in batches, so it never blocks the server the way ``KEYS``
+    would. Valkey and other servers that speak the Redis protocol work too.
+
+    A store made from a URL opens one client per running event loop and
+    closes it when that loop ends, so one store can serve successive
+    ``asyncio.run`` calls and loops in several threads. A store given a
+    ``client`` uses that client as it is: like every ``redis.asyncio``
+    client it must only be used from the event loop it first ran on, and
+    closing it is left to its owner.
+
+    When Redis is down or hung, an operation fails within about
+    ``(1 + retries) * (socket_connect_timeout + socket_timeout)`` seconds,
+    then the store fails at once (``RedisUnavailableError``) for
+    ``cooldown`` seconds before it tries the server again. The decorator
+    logs and counts these failures and returns the function's result, so a
+    Redis outage costs time, never results.
+
+    Args:
+        url: a ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL, such as
+            ``"redis://cache.internal:6379/0"``. Query options in the URL
+            (``?socket_timeout=5``) win over the arguments below.
+        client: a ``redis.asyncio.Redis`` to use instead of a URL; it must
+            not decode responses. Its own timeouts and retries apply.
+        prefix: prepended to every key, so that several applications (or
+            several caches of one application) can share a Redis database.
+        socket_timeout: seconds to wait for an answer (default 1).
+        socket_connect_timeout: seconds to wait for a connection (default 1).
+        retries: how many times a command that failed on the connection is
+            retried at once, on a fresh connection (default 1: enough to
+            recover transparently from a Redis restart).
+        cooldown: seconds during which the store fails at once after a
+            connection failure or timeout; 0 tries the server every time.
+        scan_count: keys asked for per ``SCAN`` step, and dropped per
+            ``UNLINK``, by ``clear``.
+        **options: passed on to ``redis.asyncio.Redis.from_url``
+            (``max_connections``, ``password``, ``ssl_ca_certs``, ...).
+
+    Raises:
+        ImportError: the ``redis`` package is missing (``pip install 'memo[redis]'``).
+        TypeError: neither or both of ``url`` and ``client`` were given.
+        ValueError: the URL's scheme is not one Redis understands, or a
+            number is out of range.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: Redis | None = None,
+        prefix: str = "memo:",
+        socket_timeout: float = 1.0,
+        socket_connect_timeout: float = 1.0,
+        retries: int = 1,
+        cooldown: float = 1.0,
+        scan_count: int = 1000,
+        **options: Any,
+    ) -> None:
+        if (url is None) == (client is None):
+            msg = (
+                "RedisStore needs a URL or a client, not both: RedisStore('redis://host:6379/0') "
+                "or RedisStore(client=redis.asyncio.Redis(...))"
+            )
+            raise TypeError(msg)
+        if url is not None:
+            if not isinstance(url, str) or urlsplit(url).scheme not in _SCHEMES:
+                msg = f"RedisStore needs a redis://, rediss:// or unix:// URL, got {url!r}"
+                raise ValueError(msg)
+        elif options:
+            msg = f"options {sorted(options)} only apply to a URL; configure your client instead"
+            raise TypeError(msg)
+        for name, number in (
+            ("socket_timeout", socket_timeout),
+            ("socket_connect_timeout", socket_connect_timeout),
+        ):
+            if not number > 0:
+                msg = f"{name} must be a positive number of seconds, got {number!r}"
+                raise ValueError(msg)
+        if retries < 0 or cooldown < 0 or scan_count < 1:
+            msg = (
+                f"retries and cooldown must be >= 0 and scan_count >= 1, "
+                f"got {retries!r}, {cooldown!r}, {scan_count!r}"
+            )
+            raise ValueError(msg)
+        redis = _import_redis()
+        self._redis = redis
+        self._outages: tuple[type[BaseException], ...] = (
+            redis.exceptions.ConnectionError,
+            redis.exceptions.TimeoutError,
+        )
+        self.url = url
+        self.prefix = prefix
+        self.socket_timeout = socket_timeout
+        self.socket_connect_timeout = socket_connect_timeout
+        self.retries = retries
+        self.cooldown = cooldown
+        self.scan_count = scan_count
+        self._options = options
+        self._user_client = client
+        self._clients: dict[asyncio.AbstractEventLoop, _LoopClient] = {}
+        self._lock = threading.Lock()
+        self._down_until = 0.0
+
+    # -- clients --------------------------------------------------------------
+
+    def _new_client(self) -> Redis:
+        from redis.asyncio.retry import Retry  # noqa: PLC0415 - optional extra
+        from redis.backoff import NoBackoff  # noqa: PLC0415 - optional extra
+
+        options: dict[str, Any] = {
+            "socket_timeout": self.socket_timeout,
+            "socket_connect_timeout": self.socket_connect_timeout,
+            "retry": Retry(NoBackoff(), self.retries),
+            **self._options,
+            # Values are bytes; decoding them would corrupt every entry.
+            "decode_responses": False,
+        }
+        client: Redis = self._redis.asyncio.Redis.from_url(self.url, **options)
+        return client
+
+    async def _client(self) -> Redis:
+        if self._user_client is not None:
+            return self._user_client
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            entry = self._clients.get(loop)
+            if entry is not None:
+                return entry.client
+            # Loops closed without cancelling their tasks never ran our keeper.
+            for dead in [other for other in self._clients if other.is_closed()]:
+                del self._clients[dead]
+            client = self._new_client()
+            keeper = loop.create_task(self._keep(loop, client), name="memo-redis-close")
+            self._clients[loop] = _LoopClient(client, keeper)
+            return client
+
+    async def _keep(self, loop: asyncio.AbstractEventLoop, client: Redis) -> None:
+        try:
+            await loop.create_future()  # until cancelled: by close() or by the loop's end
+        finally:
+            with self._lock:
+                entry = self._clients.get(loop)
+                if entry is not None and entry.client is client:
+                    del self._clients[loop]
+            # A dead server has nothing left to close.
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+    async def _call(self, operation: Callable[[Redis], Awaitable[T]]) -> T:
+        if self._down_until and time.monotonic() < self._down_until:
+            msg = (
+                f"Redis at {self._where()} failed less than {self.cooldown} s ago; "
+                f"memo tries it again after the cooldown"
+            )
+            raise RedisUnavailableError(msg)
+        client = await self._client()
+        try:
+            result = await operation(client)
+        except self._outages:
+            if self.cooldown:
+                self._down_until = time.monotonic() + self.cooldown
+            raise
+        self._down_until = 0.0
+        return result
+
+    def _where(self) -> str:
+        return _masked(self.url) if self.url is not None else repr(self._user_client)
+
+    # -- the Store protocol ---------------------------------------------------
+
+    async def get(self, key: str) -> bytes | None:
+        """Return the bytes stored under ``key``, or None.
+
+        Raises:
+            redis.exceptions.RedisError: Redis failed or did not answer in time.
+            RedisUnavailableError: Redis failed within the last ``cooldown`` seconds.
+            TypeError: the client decodes responses (``decode_responses=True``).
+        """
+        value = await self._call(lambda client: client.get(self.prefix + key))
+        if value is None or type(value) is bytes:
+            return value
+        msg = (
+            f"Redis returned {type(value).__name__}, not bytes: "
+            f"create the client with decode_responses=False"
+        )
+        raise TypeError(msg)
+
+    async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        """Store ``value`` under ``key``; Redis itself drops it after ``ttl`` seconds."""
+        name = self.prefix + key
+        if ttl is None:
+            await self._call(lambda client: client.set(name, value))
+        elif ttl <= 0:
+            # Already expired: what a store must not return.
+            await self._call(lambda client: client.unlink(name))
+        else:
+            milliseconds = max(1, math.ceil(ttl * 1000))
+            await self._call(lambda client: client.set(name, value, px=milliseconds))
+
+    async def delete(self, key: str) -> bool:
+        """Drop ``key``; return whether it existed."""
+        return bool(await self._call(lambda client: client.unlink(self.prefix + key)))
+
+    async def clear(self, namespace: str) -> int:
+        """Drop every entry of ``namespace`` (``SCAN`` + ``UNLINK``); return how many."""
+        pattern = _glob_escape(self.prefix + namespace_prefix(namespace)) + "*"
+
+        async def drop(client: Redis) -> int:
+            dropped = 0
+            batch: list[bytes] = []
+            async for name in client.scan_iter(match=pattern, count=self.scan_count):
+                batch.append(name)
+                if len(batch) >= self.scan_count:
+                    dropped += await client.unlink(*batch)
+                    batch.clear()
+            if batch:
+                dropped += await client.unlink(*batch)
+            return dropped
+
+        return await self._call(drop)
+
+    async def close(self) -> None:
+        """Close this event loop's connections; later use opens new ones.
+
+        Connections opened by other event loops close when their loop ends.
+        A client passed as ``client=`` is left open: it belongs to its owner.
+        """
+        if self._user_client is not None:
+            return
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            entry = self._clients.pop(loop, None)
+        if entry is not None:
+            entry.keeper.cancel()
+            # wait() rather than await: the keeper's cancellation is not ours.
+            await asyncio.wait([entry.keeper])
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self._where()!r}, prefix={self.prefix!r})"
