@@ -4,11 +4,14 @@ The canonical form is JSON written by orjson with sorted keys. Values that JSON
 already tells apart stay as they are (str, bool, None, ints that fit in 64 bits,
 finite floats, lists, dicts with plain string keys), so the typical LLM request
 costs little more than its own serialization. Every other value becomes a
-one-key object whose key starts with NUL, a *tag* (``{"\x00tuple": [...]}``);
-a user dict with a key that starts with NUL is itself written in tagged form,
-so user data can never pass for a tag. orjson prints ``1``, ``1.0``, ``true``
-and ``"1"`` differently, which keeps those apart without tags, while NaN and
-infinities (which orjson would print as ``null``) are tagged.
+*tagged* array whose first item is a name that starts with NUL
+(``["\x00tuple", [1, 2]]``); a user list whose first item is a string that
+starts with NUL is itself tagged (``["\x00list", [...]]``), so user data can
+never pass for a tag. Tags are arrays rather than objects so that telling a
+plain value from one that needs tags looks at one item per list and nothing
+per dict key. orjson prints ``1``, ``1.0``, ``true`` and ``"1"`` differently,
+which keeps those apart without tags, while NaN and infinities (which orjson
+would print as ``null``) are tagged.
 
 Everything here is a pure function of its input: nothing depends on ``hash()``,
 ``id()``, ``repr()`` of arbitrary objects or dict order, so keys are the same
@@ -26,14 +29,12 @@ import hashlib
 import math
 import pathlib
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, unquote
 
 import orjson
 import pydantic
 
-if TYPE_CHECKING:
-    from collections.abc import Mapping
 
 __all__ = [
     "canonical",
@@ -69,7 +70,48 @@ def _qualname(cls: type) -> str:
 
 
 def _sort_key(item: Any) -> bytes:
-    return orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
+    try:
+        return orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        return _dumps_surrogates(item)
+
+
+def _dumps_surrogates(canon: Any) -> bytes:
+    # orjson writes UTF-8 only, so text with lone surrogates (os.fsdecode of a
+    # non-UTF-8 file name, say) lands here. Such text becomes a tag holding its
+    # surrogatepass bytes: the key stays stable, and every other value keeps
+    # the bytes it had, since only unencodable text is rewritten.
+    return orjson.dumps(_without_surrogates(canon), option=orjson.OPT_SORT_KEYS)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _surrogate_tag(text: str) -> str:
+    return "\x00surrogates" + text.encode("utf-8", "surrogatepass").hex()
+
+
+def _without_surrogates(canon: Any) -> Any:
+    if type(canon) is str:
+        return canon if _encodable(canon) else ["\x00surrogates", _surrogate_tag(canon)]
+    if type(canon) is list:
+        return [_without_surrogates(item) for item in canon]
+    if type(canon) is dict:
+        if all(_encodable(key) for key in canon):
+            return {key: _without_surrogates(item) for key, item in canon.items()}
+        # A key that cannot be written: the dict becomes a tagged list of
+        # pairs, which no plain dict (a JSON object) can meet.
+        pairs = [
+            [_without_surrogates(key), _without_surrogates(item)] for key, item in canon.items()
+        ]
+        pairs.sort(key=_sort_key)
+        return ["\x00dict", pairs]
+    return canon
 
 
 def canonical(value: Any, depth: int = 0) -> Any:
@@ -86,24 +128,28 @@ def canonical(value: Any, depth: int = 0) -> Any:
     if cls is int:
         if _INT64_MIN <= value <= _UINT64_MAX:
             return value
-        return {"\x00int": str(value)}
+        # hex, not str: str() of a huge int is capped (sys.set_int_max_str_digits).
+        return ["\x00int", hex(value)]
     if cls is float:
-        return value if math.isfinite(value) else {"\x00float": repr(value)}
+        return value if math.isfinite(value) else ["\x00float", repr(value)]
     if depth >= MAX_DEPTH:
         raise UnkeyableError(value, f"nested deeper than {MAX_DEPTH} levels")
     depth += 1
     if cls is list:
-        return _canonical_items(value, depth)
+        items = _canonical_items(value, depth)
+        # A list that starts like a tag is tagged itself: user data never
+        # passes for a tag.
+        return ["\x00list", items] if _looks_tagged(value) else items
     if cls is dict:
         return _canonical_dict(value, depth)
     if cls is tuple:
-        return {"\x00tuple": _canonical_items(value, depth)}
+        return ["\x00tuple", _canonical_items(value, depth)]
     if cls is set or cls is frozenset:
         tag = "\x00set" if cls is set else "\x00frozenset"
-        return {tag: sorted(_canonical_items(value, depth), key=_sort_key)}
+        return [tag, sorted(_canonical_items(value, depth), key=_sort_key)]
     if cls is bytes or cls is bytearray:
         tag = "\x00bytes" if cls is bytes else "\x00bytearray"
-        return {tag: base64.b64encode(value).decode("ascii")}
+        return [tag, base64.b64encode(value).decode("ascii")]
     return _canonical_object(value, cls, depth)
 
 
@@ -121,10 +167,14 @@ def _canonical_items(values: Any, depth: int) -> list[Any]:
     return out
 
 
+def _looks_tagged(items: list[Any]) -> bool:
+    return bool(items) and type(items[0]) is str and items[0][:1] == _TAG
+
+
 def _canonical_dict(value: dict[Any, Any], depth: int) -> Any:
     out = {}
     for key, item in value.items():
-        if type(key) is not str or key[:1] == _TAG:
+        if type(key) is not str:
             return _tagged_dict(value, depth)
         if type(item) is str:
             out[key] = item
@@ -145,9 +195,10 @@ def _tagged_dict(value: Mapping[Any, Any], depth: int) -> Any:
         except UnkeyableError as exc:
             exc.path.append(f"[{key!r}]")
             raise
-    # Dict order carries no meaning: sort pairs by their canonical key.
-    pairs.sort(key=lambda pair: _sort_key(pair[0]))
-    return {"\x00dict": pairs}
+    # Dict order carries no meaning: sort the pairs. Whole pairs, since two
+    # distinct keys (hashed by identity) may share one canonical form.
+    pairs.sort(key=_sort_key)
+    return ["\x00dict", pairs]
 
 
 def _fields(value: Any, names: Any, depth: int) -> dict[str, Any]:
@@ -161,6 +212,21 @@ def _fields(value: Any, names: Any, depth: int) -> dict[str, Any]:
     return out
 
 
+# The value a builtin subclass holds, read through the builtin's own methods so
+# that an override (__str__, __iter__, items, ...) cannot show two values as one.
+_BUILTIN_VALUE: tuple[tuple[type, Any], ...] = (
+    (str, str.__str__),
+    (int, int.__index__),
+    (float, float.__float__),
+    (list, lambda value: list(list.__iter__(value))),
+    (tuple, lambda value: tuple(tuple.__iter__(value))),
+    (dict, lambda value: dict(dict.items(value))),
+    (set, lambda value: set(set.__iter__(value))),
+    (frozenset, lambda value: frozenset(frozenset.__iter__(value))),
+    (bytes, lambda value: bytes.__getitem__(value, slice(None))),
+)
+
+
 def _canonical_object(value: Any, cls: type, depth: int) -> Any:  # noqa: PLR0912
     name = _qualname(cls)
     memo_key = getattr(cls, "__memo_key__", None)
@@ -170,39 +236,38 @@ def _canonical_object(value: Any, cls: type, depth: int) -> Any:  # noqa: PLR091
         except Exception as exc:
             reason = f"{cls.__qualname__}.__memo_key__() raised {type(exc).__name__}: {exc}"
             raise UnkeyableError(value, reason) from exc
-        return {"\x00custom": [name, canonical(custom, depth)]}
+        return ["\x00custom", [name, canonical(custom, depth)]]
     if isinstance(value, enum.Enum):
-        return {"\x00enum": [name, canonical(value.value, depth)]}
+        return ["\x00enum", [name, canonical(value.value, depth)]]
     if isinstance(value, pydantic.BaseModel):
         fields = _fields(value, type(value).model_fields, depth)
         extra = value.__pydantic_extra__
-        return {"\x00model": [name, fields, canonical(extra, depth) if extra else None]}
+        return ["\x00model", [name, fields, canonical(extra, depth) if extra else None]]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         names = [field.name for field in dataclasses.fields(value)]
-        return {"\x00dataclass": [name, _fields(value, names, depth)]}
+        return ["\x00dataclass", [name, _fields(value, names, depth)]]
     # datetime is a subclass of date: test it first.
     if isinstance(value, datetime.datetime):
-        return {"\x00datetime": [name, value.isoformat()]}
+        return ["\x00datetime", [name, value.isoformat()]]
     if isinstance(value, datetime.date):
-        return {"\x00date": [name, value.isoformat()]}
+        return ["\x00date", [name, value.isoformat()]]
     if isinstance(value, datetime.time):
-        return {"\x00time": [name, value.isoformat()]}
+        return ["\x00time", [name, value.isoformat()]]
     if isinstance(value, datetime.timedelta):
-        return {"\x00timedelta": [value.days, value.seconds, value.microseconds]}
+        return ["\x00timedelta", [value.days, value.seconds, value.microseconds]]
     if isinstance(value, uuid.UUID):
-        return {"\x00uuid": str(value)}
+        return ["\x00uuid", str(value)]
     if isinstance(value, decimal.Decimal):
-        return {"\x00decimal": str(value)}
+        return ["\x00decimal", str(value)]
     if isinstance(value, pathlib.PurePath):
-        return {"\x00path": [name, str(value)]}
+        return ["\x00path", [name, str(value)]]
     if isinstance(value, tuple) and hasattr(cls, "_fields"):
-        return {"\x00namedtuple": [name, _canonical_items(value, depth)]}
+        return ["\x00namedtuple", [name, _canonical_items(value, depth)]]
     # Subclasses of the builtins (OrderedDict, a str subclass, ...): the value
     # as its base type, tagged with the class so two classes never meet.
-    for base in (str, int, float, list, tuple, dict, set, frozenset, bytes):
+    for base, plain_of in _BUILTIN_VALUE:
         if isinstance(value, base):
-            plain: Any = base(value)  # type: ignore[arg-type]
-            return {"\x00subclass": [name, canonical(plain, depth)]}
+            return ["\x00subclass", [name, canonical(plain_of(value), depth)]]
     raise UnkeyableError(value)
 
 
@@ -213,12 +278,55 @@ def canonical_json(value: Any) -> bytes:
         UnkeyableError: the value has no canonical form.
     """
     try:
-        return orjson.dumps(canonical(value), option=orjson.OPT_SORT_KEYS)
+        return _sort_key(canonical(value))
     except orjson.JSONEncodeError as exc:  # pragma: no cover - guarded by MAX_DEPTH
         raise UnkeyableError(value, f"cannot be encoded: {exc}") from exc
 
 
-def digest_arguments(arguments: Mapping[str, Any], owner: str) -> str:
+def _is_plain(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` is written by orjson exactly as its canonical form.
+
+    True for str, bool, None, 64-bit ints, finite floats, and lists and dicts
+    of them: the usual LLM request. Dict keys are not looked at: orjson itself
+    refuses any key that is not exactly a str (and any text with a lone
+    surrogate), and ``digest_arguments`` then takes the canonical path.
+    Checking costs a fraction of building the canonical copy.
+    """
+    cls = type(value)
+    if cls is dict:
+        if depth >= MAX_DEPTH:
+            return False
+        for item in value.values():
+            if type(item) is not str and not _is_plain(item, depth + 1):
+                return False
+        return True
+    if cls is list:
+        if depth >= MAX_DEPTH or _looks_tagged(value):
+            return False
+        depth += 1
+        for item in value:
+            kind = type(item)
+            if kind is str:
+                continue
+            if kind is dict and depth < MAX_DEPTH:
+                # A list of flat dicts (chat messages) is the hot case: look
+                # inside without one more call per item.
+                for inner in item.values():
+                    if type(inner) is not str and not _is_plain(inner, depth + 1):
+                        return False
+            elif not _is_plain(item, depth):
+                return False
+        return True
+    if cls is str or cls is bool or value is None:
+        return True
+    if cls is int:
+        return _INT64_MIN <= value <= _UINT64_MAX  # type: ignore[no-any-return]
+    if cls is float:
+        return math.isfinite(value)
+    return False
+
+
+def digest_arguments(arguments: dict[str, Any], owner: str) -> str:
     """Hash bound arguments into a hex digest.
 
     Args:
@@ -229,13 +337,23 @@ def digest_arguments(arguments: Mapping[str, Any], owner: str) -> str:
         TypeError: an argument has no canonical form; the message names the
             parameter, its type and the fix.
     """
-    canon: dict[str, Any] = {}
-    for name, value in arguments.items():
+    data = None
+    if _is_plain(arguments):
         try:
-            canon[name] = canonical(value)
-        except UnkeyableError as exc:
-            raise _argument_error(owner, name, exc) from None
-    data = orjson.dumps(canon, option=orjson.OPT_SORT_KEYS)
+            data = orjson.dumps(arguments, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:
+            data = None  # a key that is not a str, or a lone surrogate: tag it
+    if data is None:
+        canon = {}
+        for name, value in arguments.items():
+            try:
+                canon[name] = canonical(value)
+            except UnkeyableError as exc:
+                raise _argument_error(owner, name, exc) from None
+        try:
+            data = orjson.dumps(canon, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:
+            data = _dumps_surrogates(canon)
     return hashlib.sha256(data).hexdigest()
 
 
