@@ -29,11 +29,14 @@ import hashlib
 import math
 import pathlib
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
 import orjson
 import pydantic
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 
 __all__ = [
@@ -283,7 +286,7 @@ def canonical_json(value: Any) -> bytes:
         raise UnkeyableError(value, f"cannot be encoded: {exc}") from exc
 
 
-def _is_plain(value: Any, depth: int = 0) -> bool:
+def _is_plain(value: Any, depth: int = 0) -> bool:  # noqa: PLR0912
     """Whether ``value`` is written by orjson exactly as its canonical form.
 
     True for str, bool, None, 64-bit ints, finite floats, and lists and dicts
