@@ -120,6 +120,9 @@ class RedisStore:
             connection failure or timeout; 0 tries the server every time.
         scan_count: keys asked for per ``SCAN`` step, and dropped per
             ``UNLINK``, by ``clear``.
+        max_connections: connections per event loop; further concurrent
+            operations wait for a free one (at most ``socket_connect_timeout
+            + socket_timeout`` seconds).
         **options: passed on to ``redis.asyncio.Redis.from_url``
             (``max_connections``, ``password``, ``ssl_ca_certs``, ...).
 
@@ -141,6 +144,7 @@ class RedisStore:
         retries: int = 1,
         cooldown: float = 1.0,
         scan_count: int = 1000,
+        max_connections: int = 50,
         **options: Any,
     ) -> None:
         if (url is None) == (client is None):
@@ -163,10 +167,10 @@ class RedisStore:
             if not number > 0:
                 msg = f"{name} must be a positive number of seconds, got {number!r}"
                 raise ValueError(msg)
-        if retries < 0 or cooldown < 0 or scan_count < 1:
+        if retries < 0 or cooldown < 0 or scan_count < 1 or max_connections < 1:
             msg = (
-                f"retries and cooldown must be >= 0 and scan_count >= 1, "
-                f"got {retries!r}, {cooldown!r}, {scan_count!r}"
+                f"retries and cooldown must be >= 0, scan_count and max_connections >= 1; "
+                f"got {retries!r}, {cooldown!r}, {scan_count!r}, {max_connections!r}"
             )
             raise ValueError(msg)
         redis = _import_redis()
@@ -175,6 +179,7 @@ class RedisStore:
             redis.exceptions.ConnectionError,
             redis.exceptions.TimeoutError,
         )
+        self._pool_full: type[BaseException] = redis.exceptions.MaxConnectionsError
         self.url = url
         self.prefix = prefix
         self.socket_timeout = socket_timeout
@@ -182,6 +187,7 @@ class RedisStore:
         self.retries = retries
         self.cooldown = cooldown
         self.scan_count = scan_count
+        self.max_connections = max_connections
         self._options = options
         self._user_client = client
         self._clients: dict[asyncio.AbstractEventLoop, _LoopClient] = {}
@@ -202,7 +208,15 @@ class RedisStore:
             # Values are bytes; decoding them would corrupt every entry.
             "decode_responses": False,
         }
-        client: Redis = self._redis.asyncio.Redis.from_url(self.url, **options)
+        # A blocking pool queues callers when every connection is busy instead
+        # of failing them, so a burst of concurrent calls is not an outage.
+        pool = self._redis.asyncio.BlockingConnectionPool.from_url(
+            self.url,
+            max_connections=self.max_connections,
+            timeout=self.socket_connect_timeout + self.socket_timeout,
+            **options,
+        )
+        client: Redis = self._redis.asyncio.Redis.from_pool(pool)
         return client
 
     async def _client(self) -> Redis:
@@ -243,8 +257,9 @@ class RedisStore:
         client = await self._client()
         try:
             result = await operation(client)
-        except self._outages:
-            if self.cooldown:
+        except self._outages as exc:
+            # A full pool is load, not an outage.
+            if self.cooldown and not isinstance(exc, self._pool_full):
                 self._down_until = time.monotonic() + self.cooldown
             raise
         self._down_until = 0.0
