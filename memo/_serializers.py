@@ -170,8 +170,11 @@ class PydanticSerializer(Generic[T]):
         self.type = tp
         self.memo_id = f"pydantic:{_type_name(tp)}"
         try:
-            # Non-finite floats as JSON constants, so NaN never becomes None.
-            config = pydantic.ConfigDict(ser_json_inf_nan="constants")
+            # Non-finite floats as JSON constants, so NaN never becomes None;
+            # bytes as base64, so bytes that are not UTF-8 can be stored at all.
+            config = pydantic.ConfigDict(
+                ser_json_inf_nan="constants", ser_json_bytes="base64", val_json_bytes="base64"
+            )
             self._adapter: pydantic.TypeAdapter[T] = pydantic.TypeAdapter(tp, config=config)
         except pydantic.PydanticUserError:
             # Models and dataclasses carry their own config.
