@@ -34,7 +34,7 @@ from memo._serializers import (
     open_envelope,
     serializer_id,
 )
-from memo.stores.base import Store
+from memo.stores.base import Store, WouldBlock
 from memo.stores.disk import shared_disk_store
 
 if typing.TYPE_CHECKING:
@@ -75,21 +75,30 @@ class _Counters:
 
 
 class _Flight:
-    """One run of the function for one key, and how many callers await it."""
+    """One lookup-or-run for one key: its task, its result and who awaits it."""
 
-    __slots__ = ("task", "waiters")
+    __slots__ = ("future", "task", "waiters")
 
-    def __init__(self, task: asyncio.Task[Any]) -> None:
-        self.task = task
+    def __init__(self, future: asyncio.Future[Any]) -> None:
+        self.future = future
+        self.task: asyncio.Task[None] | None = None
         self.waiters = 0
 
 
-def _land(flights: dict[str, _Flight], key: str, flight: _Flight, task: asyncio.Task[Any]) -> None:
+def _land(flights: dict[str, _Flight], key: str, flight: _Flight, task: asyncio.Task[None]) -> None:
     if flights.get(key) is flight:
         del flights[key]
-    if not task.cancelled():
+    if not flight.future.done():  # the task died before publishing anything
+        flight.future.cancel()
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
         # Mark the exception retrieved: every waiter may have left already.
-        task.exception()
+        future.exception()
+
+
+_UNKNOWN: Any = object()  # a store that cannot answer without blocking
 
 
 # Keys being computed by the current task and the tasks it awaits: a call
@@ -127,6 +136,42 @@ def _seconds(ttl: float | datetime.timedelta | None) -> float | None:
         msg = f"ttl must be positive, got {ttl!r}"
         raise ValueError(msg)
     return float(ttl)
+
+
+class _Binder:
+    """``Signature.bind`` + ``apply_defaults``, with a fast path for plain signatures.
+
+    For a function without positional-only, ``*args`` or ``**kwargs``
+    parameters, binding is a dict merge checked against the parameter names;
+    anything unusual (a missing, unknown or doubled argument) falls back to
+    ``Signature.bind``, which raises the error Python would.
+    """
+
+    __slots__ = ("_defaults", "_fast", "_names", "_positional", "_signature")
+
+    def __init__(self, signature: inspect.Signature) -> None:
+        self._signature = signature
+        params = list(signature.parameters.values())
+        self._fast = all(p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in params)
+        self._positional = tuple(p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD)
+        self._defaults = {p.name: p.default for p in params if p.default is not p.empty}
+        self._names = frozenset(signature.parameters)
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Return parameter name -> value for a call, defaults applied."""
+        count = len(args)
+        if self._fast and count <= len(self._positional):
+            arguments = self._defaults.copy()
+            if count:
+                arguments.update(zip(self._positional, args, strict=False))
+            doubled = count and kwargs and not kwargs.keys().isdisjoint(self._positional[:count])
+            if not doubled:
+                arguments.update(kwargs)
+                if arguments.keys() == self._names:
+                    return arguments
+        bound = self._signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return bound.arguments
 
 
 def _check_options(
@@ -189,6 +234,7 @@ class CachedFunction(Generic[P, R]):
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
         self._fn = fn
         self._signature = inspect.signature(fn)
+        self._binder = _Binder(self._signature)
         owner = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
         self._owner = owner
         _check_options(
@@ -285,9 +331,7 @@ class CachedFunction(Generic[P, R]):
     # -- keys -----------------------------------------------------------------
 
     def _key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-        bound = self._signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        arguments = bound.arguments
+        arguments = self._binder.bind(args, kwargs)
         for name in self._ignore_params:
             del arguments[name]
         if self._ignore_kwargs and self._var_kw in arguments:
@@ -326,50 +370,107 @@ class CachedFunction(Generic[P, R]):
             flights = self._flights[loop] = {}
         flight = flights.get(key)
         if flight is None:
-            task = loop.create_task(self._lookup_or_run(key, args, kwargs))
-            flight = flights[key] = _Flight(task)
+            # No await between this read and registering the flight below, so
+            # concurrent callers still run the function once.
+            data = self._read_nowait(key)
+            if data is not None and data is not _UNKNOWN:
+                hit, value = self._decode(data)
+                if hit:
+                    self._counters.hits += 1
+                    return value  # type: ignore[no-any-return]
+                data = None  # unreadable: a miss, overwritten below
+            flight = flights[key] = _Flight(loop.create_future())
+            flight.future.add_done_callback(_retrieve)
+            known_miss = data is None
+            task = loop.create_task(self._fly(flight, key, args, kwargs, known_miss=known_miss))
+            flight.task = task
             task.add_done_callback(functools.partial(_land, flights, key, flight))
         else:
             self._counters.hits += 1
         flight.waiters += 1
         try:
-            result: R = await asyncio.shield(flight.task)
+            result: R = await asyncio.shield(flight.future)
         finally:
             flight.waiters -= 1
-            if flight.waiters == 0 and not flight.task.done():
+            if flight.waiters == 0 and not flight.future.done() and flight.task is not None:
                 flight.task.cancel()
         return result
 
-    async def _lookup_or_run(self, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    def _read_nowait(self, key: str) -> bytes | None:
+        """Read the store on this thread when it can answer without blocking.
+
+        Returns ``_UNKNOWN`` when it cannot (or has no ``get_nowait``): the
+        flight then reads it the usual way.
+        """
+        try:
+            store = self._get_store()
+        except Exception:  # reported by the flight, which tries again
+            return _UNKNOWN  # type: ignore[no-any-return]
+        get_nowait = getattr(store, "get_nowait", None)
+        if get_nowait is None:
+            return _UNKNOWN  # type: ignore[no-any-return]
+        try:
+            return get_nowait(key)  # type: ignore[no-any-return]
+        except WouldBlock:
+            return _UNKNOWN  # type: ignore[no-any-return]
+        except Exception as exc:
+            self._fail("read", exc)
+            return None
+
+    def _decode(self, data: bytes) -> tuple[bool, Any]:
+        serializer, header = self._codec()
+        try:
+            return True, serializer.loads(open_envelope(header, data))
+        except Exception as exc:
+            self._fail("decode", exc)
+            return False, None
+
+    async def _fly(
+        self,
+        flight: _Flight,
+        key: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        known_miss: bool,
+    ) -> None:
         # This task's context is a copy: the mark is seen by everything the
         # function awaits or spawns, and by nothing outside it.
         _computing.set(_computing.get() | {key})
+        future = flight.future
         try:
             store: Store | None = self._get_store()
         except Exception as exc:
             self._fail("opening the store", exc)
             store = None
-        if store is not None:
-            serializer, header = self._codec()
-            try:
-                data = await store.get(key)
-            except Exception as exc:
-                self._fail("read", exc)
-                data = None
-            if data is not None:
+        try:
+            if store is not None and not known_miss:
                 try:
-                    value: R = serializer.loads(open_envelope(header, data))
+                    data = await store.get(key)
                 except Exception as exc:
-                    # Unreadable: a miss, and the write below overwrites it.
-                    self._fail("decode", exc)
-                else:
-                    self._counters.hits += 1
-                    return value
-        self._counters.misses += 1
-        result = await self._fn(*args, **kwargs)
-        if store is not None:
-            await self._save(store, key, result)
-        return result
+                    self._fail("read", exc)
+                    data = None
+                if data is not None:
+                    hit, value = self._decode(data)
+                    if hit:
+                        self._counters.hits += 1
+                        future.set_result(value)
+                        return
+            self._counters.misses += 1
+            result = await self._fn(*args, **kwargs)
+            # Write before answering: a program that exits right after its
+            # call (asyncio.run cancels leftover tasks) still keeps the entry.
+            if store is not None:
+                await self._save(store, key, result)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise  # KeyboardInterrupt, SystemExit: not ours to swallow
+            return
+        future.set_result(result)
 
     async def _run_and_store(self, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         token = _computing.set(_computing.get() | {key})

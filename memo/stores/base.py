@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Store"]
+__all__ = ["Store", "WouldBlock"]
+
+
+class WouldBlock(Exception):
+    """Raised by a store's optional ``get_nowait`` when it cannot answer at once."""
 
 
 @runtime_checkable
@@ -16,6 +20,12 @@ class Store(Protocol):
     every key of that namespace (whatever its version) and no key of another
     namespace, including one whose name merely starts with the same text: match
     on ``memo.stores.namespace_prefix(namespace)``.
+
+    A store may also offer ``get_nowait(key) -> bytes | None``: a read that
+    never waits on I/O it does not control (a lock, the network), raising
+    ``WouldBlock`` when it would have to. memo calls it on the event loop's
+    thread to serve hits without a thread hop or a task, and falls back to
+    ``get`` on ``WouldBlock``.
 
     The conformance suite in memo's tests (``tests/test_store_contract.py``)
     checks a store against this contract.

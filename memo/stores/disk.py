@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import sqlite3
 import stat
 import sys
 import threading
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,6 +20,7 @@ from diskcache.core import MODE_BINARY, MODE_RAW
 
 from memo._keys import namespace_of
 from memo._report import MemoWarning
+from memo.stores.base import WouldBlock
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -46,6 +49,13 @@ def default_directory() -> Path:
         return Path.home() / "Library" / "Caches" / "memo"
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg) if xdg else Path.home() / ".cache") / "memo"
+
+
+# diskcache's own lookup (Cache.get), minus the columns memo never needs.
+_SELECT = (
+    "SELECT mode, value FROM Cache"
+    " WHERE key = ? AND raw = 1 AND (expire_time IS NULL OR expire_time > ?)"
+)
 
 
 class RefusedEntryError(ValueError):
@@ -112,6 +122,10 @@ class DiskStore:
         self._cache: diskcache.Cache | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        # One read connection per thread for get_nowait, tagged with the
+        # generation it belongs to so that close() retires them all.
+        self._readers = threading.local()
+        self._generation = 0
 
     @property
     def cache(self) -> diskcache.Cache:
@@ -154,6 +168,46 @@ class DiskStore:
     def _clear(self, namespace: str) -> int:
         return int(self.cache.evict(namespace, retry=False))
 
+    def _reader(self) -> sqlite3.Connection:
+        reader: tuple[int, sqlite3.Connection] | None = getattr(self._readers, "con", None)
+        if reader is not None and reader[0] == self._generation:
+            return reader[1]
+        if self._cache is None:
+            raise WouldBlock  # the first use opens (and creates) the cache off the loop
+        path = self.directory / "cache.db"
+        # timeout=0: a locked database answers "busy" at once instead of
+        # waiting on the loop's thread; the caller then reads on the pool.
+        con = sqlite3.connect(path, timeout=0, isolation_level=None)
+        con.execute("PRAGMA query_only = ON")
+        self._readers.con = (self._generation, con)
+        return con
+
+    def get_nowait(self, key: str) -> bytes | None:
+        """Read a small entry on the calling thread, without waiting on a lock.
+
+        The lookup is one indexed SELECT on SQLite in WAL mode, where readers
+        never wait for writers; if SQLite still answers busy, or the value
+        lives in a file of its own (large values), or the cache is not open
+        yet, it raises ``WouldBlock`` and memo reads through ``get`` instead.
+
+        Raises:
+            WouldBlock: the read would have to wait or touch more than the row.
+            RefusedEntryError: the entry is not raw bytes (never decoded).
+        """
+        try:
+            row = self._reader().execute(_SELECT, (key, time.time())).fetchone()
+        except sqlite3.OperationalError as exc:
+            raise WouldBlock from exc
+        if row is None:
+            return None
+        mode, value = row
+        if mode == MODE_RAW and type(value) is bytes:
+            return value
+        if mode == MODE_BINARY:
+            raise WouldBlock
+        msg = f"refusing to read a diskcache entry stored in mode {mode} (not raw bytes)"
+        raise RefusedEntryError(msg)
+
     async def get(self, key: str) -> bytes | None:
         """Return the bytes stored under ``key``, or None.
 
@@ -179,6 +233,11 @@ class DiskStore:
         with self._lock:
             cache, self._cache = self._cache, None
             executor, self._executor = self._executor, None
+            self._generation += 1
+        reader = getattr(self._readers, "con", None)
+        if reader is not None:
+            reader[1].close()
+            del self._readers.con
         if cache is not None:
             cache.close()
         if executor is not None:

@@ -33,6 +33,10 @@ class MemoryStore:
 
     async def get(self, key: str) -> bytes | None:
         """Return the bytes stored under ``key``, or None."""
+        return self.get_nowait(key)
+
+    def get_nowait(self, key: str) -> bytes | None:
+        """Return the bytes stored under ``key``, or None, without awaiting."""
         with self._lock:
             entry = self._data.get(key)
             if entry is None:
