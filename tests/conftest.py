@@ -18,4 +18,5 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
+from fake_openai import openai_client, openai_server  # noqa: E402, F401
 from redis_server import redis_server  # noqa: E402, F401

@@ -1,0 +1,486 @@
+"""A cached ``AsyncOpenAI`` client, and the ``cached_chat_completion`` helper.
+
+Every resource method of the SDK (``chat.completions.create``, ``parse``,
+``embeddings.create``, ``responses.create``, ...) builds its request body,
+checks and transforms its arguments, then awaits the client's ``post``. A
+cached client is a copy of the user's client whose ``post`` consults the cache
+for the three endpoints memo caches, so the key is the body exactly as the SDK
+would send it (``NOT_GIVEN``/``omit`` dropped, pydantic objects dumped,
+iterables read once, ``extra_body`` merged), and everything the SDK does
+before and after the request (structured-output parsing, base64 embeddings)
+happens on a hit as it does on a miss.
+
+The response stored is the one the API sent, before the SDK's per-call
+post-processing: ``.parsed`` is rebuilt on every call from the caller's own
+model, and a base64 embedding is stored compactly and decoded on the way out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import functools
+import weakref
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast, get_args
+
+import orjson
+import pydantic
+from openai import AsyncOpenAI, AsyncStream, Omit
+from openai._types import NotGiven
+from openai.types.chat import ChatCompletion
+
+from memo._context import Mode, current_mode
+from memo._decorator import CachedFunction, CacheInfo, async_disk_cache
+from memo._report import report_failure
+from memo._serializers import envelope_header, open_envelope, serializer_id
+from memo.openai._serializers import ChunksSerializer, OpenAISerializer
+from memo.openai._streams import ReplayStream, record
+
+if TYPE_CHECKING:
+    import os
+
+    from memo.stores.base import Store
+
+__all__ = [
+    "cache_clear",
+    "cache_info",
+    "cached",
+    "cached_chat_completion",
+    "last_call_was_hit",
+]
+
+ClientT = TypeVar("ClientT", bound=AsyncOpenAI)
+
+# The endpoints memo caches; every other request goes out untouched.
+CACHED_PATHS = frozenset({"/chat/completions", "/embeddings", "/responses"})
+
+# Never part of a key, even when asked for: they carry credentials.
+_SECRET_HEADERS = frozenset({"authorization", "api-key", "cookie", "proxy-authorization"})
+
+# A Responses API object in one of these states is not an answer yet (or is a
+# failure): it is returned, never stored.
+_UNFINISHED = frozenset({"queued", "in_progress", "failed", "cancelled"})
+
+_last_hit: ContextVar[bool] = ContextVar("memo_openai_last_hit", default=False)
+
+
+def last_call_was_hit() -> bool:
+    """Whether the last cached OpenAI call awaited in this context came from the cache.
+
+    A context variable: it reflects the last call awaited by the current task
+    (``await client.chat.completions.create(...)``), not calls made in other
+    tasks. Joining an identical request already in flight counts as a hit.
+    False before any call, for calls memo does not cache, and under
+    ``memo.bypass()``.
+    """
+    return _last_hit.get()
+
+
+def _keep(result: Any) -> bool:
+    return getattr(result, "status", None) not in _UNFINISHED
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, pydantic.BaseModel):
+        return value.model_dump(mode="json", by_alias=True, exclude_unset=True, warnings=False)
+    msg = f"{type(value).__qualname__} cannot be sent as JSON"
+    raise TypeError(msg)
+
+
+def _as_sent(value: Any) -> Any:
+    """Return ``value`` as the JSON a server receives (tuples become lists, models dicts)."""
+    return orjson.loads(orjson.dumps(value, default=_json_default, option=orjson.OPT_NON_STR_KEYS))
+
+
+def _without_omitted(*mappings: Mapping[str, Any] | None) -> dict[str, Any]:
+    # Later mappings win, and an omit value removes the key, as in the SDK.
+    merged: dict[str, Any] = {}
+    for mapping in mappings:
+        if mapping:
+            merged.update(mapping)
+    return {k: v for k, v in merged.items() if not isinstance(v, (Omit, NotGiven))}
+
+
+class _Request:
+    """One request: its key, and how to send it (which is not part of the key)."""
+
+    __slots__ = ("key", "send", "sent")
+
+    def __init__(self, key: dict[str, Any], send: Callable[[], Awaitable[Any]]) -> None:
+        self.key = key
+        self.send = send
+        self.sent = False
+
+    def __memo_key__(self) -> dict[str, Any]:
+        return self.key
+
+
+async def _send(request: _Request) -> Any:
+    request.sent = True
+    return await request.send()
+
+
+@dataclasses.dataclass
+class _StreamCounters:
+    hits: int = 0
+    misses: int = 0
+    errors: int = 0
+
+
+class _OpenAICache:
+    """What a cached client and the clients copied from it share: options, functions, counters."""
+
+    def __init__(
+        self,
+        *,
+        namespace: str,
+        directory: str | os.PathLike[str] | None,
+        store: Store | None,
+        ttl: float | datetime.timedelta | None,
+        version: str | int | None,
+        key_headers: Iterable[str],
+    ) -> None:
+        if isinstance(key_headers, str):
+            msg = f"key_headers takes a tuple of header names, e.g. key_headers=({key_headers!r},)"
+            raise TypeError(msg)
+        names = frozenset(name.lower() for name in key_headers)
+        secret = sorted(names & _SECRET_HEADERS)
+        if secret:
+            msg = f"key_headers may not name {', '.join(secret)}: credentials never go into a key"
+            raise ValueError(msg)
+        self.namespace = namespace
+        self.key_headers = names
+        self.ttl = ttl.total_seconds() if isinstance(ttl, datetime.timedelta) else ttl
+        self._options: dict[str, Any] = {
+            "namespace": namespace,
+            "directory": directory,
+            "store": store,
+            "ttl": ttl,
+            "version": version,
+            "cache_if": _keep,
+        }
+        # One cached function per response type, since each has its serializer.
+        # Building one checks the options, so a bad option fails here, not on first use.
+        self.functions: dict[Any, CachedFunction[[_Request], Any]] = {}
+        self._function(ChatCompletion)
+        self.streams = _StreamCounters()
+        self._stream_serializer_header = envelope_header(serializer_id(ChunksSerializer(None)))
+
+    def _function(self, cast_to: Any) -> CachedFunction[[_Request], Any]:
+        function = self.functions.get(cast_to)
+        if function is None:
+            function = async_disk_cache(serializer=OpenAISerializer(cast_to), **self._options)(
+                _send
+            )
+            self.functions[cast_to] = function
+        return function
+
+    # -- the request ----------------------------------------------------------
+
+    def request_key(
+        self, client: AsyncOpenAI, path: str, body: Any, options: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Return what identifies a request: method, URL, query, body (and opted-in headers)."""
+        extra_json = options.get("extra_json")
+        if isinstance(body, Mapping) or body is None:
+            body = _without_omitted(body, extra_json)
+        key: dict[str, Any] = {
+            "method": "POST",
+            "url": str(client.base_url).rstrip("/") + "/" + path.lstrip("/"),
+            "query": _as_sent(_without_omitted(client.default_query, options.get("params"))),
+            "body": _as_sent(body),
+        }
+        if self.key_headers:
+            headers = _without_omitted(client.default_headers, options.get("headers"))
+            key["headers"] = {
+                name.lower(): str(value)
+                for name, value in headers.items()
+                if name.lower() in self.key_headers
+            }
+        return key
+
+    async def post(
+        self,
+        client: AsyncOpenAI,
+        real_post: Callable[..., Awaitable[Any]],
+        path: str,
+        **kwargs: Any,
+    ) -> Any:
+        """Stand in for ``client.post``: answer from the cache, or send and store."""
+        _last_hit.set(False)
+        if (
+            path not in CACHED_PATHS
+            or kwargs.get("files") is not None
+            or kwargs.get("content") is not None
+            or current_mode() is Mode.BYPASS
+        ):
+            return await real_post(path, **kwargs)
+        options = dict(kwargs.get("options") or {})
+        try:
+            key = self.request_key(client, path, kwargs.get("body"), options)
+        except Exception as exc:
+            # The SDK may still manage to send it: a cache problem never costs the answer.
+            report_failure(self.namespace, "building the key", exc)
+            return await real_post(path, **kwargs)
+        if kwargs.get("stream"):
+            return await self._stream(path, key, real_post, kwargs)
+        # The per-call post-processing (structured-output parsing, base64
+        # decoding) runs after the cache, so the stored value is what the API sent.
+        post_parser = options.pop("post_parser", None)
+        request = _Request(
+            key, functools.partial(real_post, path, **{**kwargs, "options": options})
+        )
+        result = await self._function(kwargs.get("cast_to"))(request)
+        _last_hit.set(not request.sent)
+        if post_parser is not None:
+            result = post_parser(result)
+        return result
+
+    # -- streams --------------------------------------------------------------
+
+    async def _stream(
+        self,
+        path: str,
+        key: dict[str, Any],
+        real_post: Callable[..., Awaitable[Any]],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        args = get_args(kwargs.get("stream_cls"))
+        if len(args) != 1:  # a stream class memo cannot tell the chunk type of
+            return await real_post(path, **kwargs)
+        serializer = ChunksSerializer(args[0])
+        function = self._function(kwargs.get("cast_to"))
+        store_key = function.cache_key(_Request(key, _nothing))
+        try:
+            store: Store | None = function.store
+        except Exception as exc:
+            self._fail("opening the store", exc)
+            store = None
+        header = self._stream_serializer_header
+        if store is not None and current_mode() is Mode.NORMAL:
+            try:
+                data = await store.get(store_key)
+            except Exception as exc:
+                self._fail("read", exc)
+                data = None
+            if data is not None:
+                try:
+                    chunks = serializer.loads(open_envelope(header, data))
+                except Exception as exc:
+                    self._fail("decode", exc)
+                else:
+                    self.streams.hits += 1
+                    _last_hit.set(True)
+                    return ReplayStream(chunks)
+        self.streams.misses += 1
+        live = await real_post(path, **kwargs)
+        if store is not None and isinstance(live, AsyncStream):
+            finished = functools.partial(self._save_stream, store, store_key, path, serializer)
+            live._iterator = record(live._iterator, finished)
+        return live
+
+    async def _save_stream(
+        self, store: Store, key: str, path: str, serializer: ChunksSerializer, chunks: list[Any]
+    ) -> None:
+        if not _complete(path, chunks):
+            return
+        try:
+            data = self._stream_serializer_header + serializer.dumps(chunks)
+            await store.set(key, data, ttl=self.ttl)
+        except Exception as exc:
+            self._fail("write", exc)
+
+    def _fail(self, operation: str, exc: BaseException) -> None:
+        self.streams.errors += 1
+        report_failure(self.namespace, operation, exc)
+
+    # -- management -------------------------------------------------------------
+
+    def cache_info(self) -> CacheInfo:
+        infos = [function.cache_info() for function in self.functions.values()]
+        s = self.streams
+        return CacheInfo(
+            hits=s.hits + sum(i.hits for i in infos),
+            misses=s.misses + sum(i.misses for i in infos),
+            errors=s.errors + sum(i.errors for i in infos),
+        )
+
+    async def cache_clear(self) -> int:
+        return await self.functions[ChatCompletion].cache_clear()
+
+
+async def _nothing() -> None:
+    """A request that is only keyed, never sent."""
+
+
+def _complete(path: str, chunks: list[Any]) -> bool:
+    """Whether a stream that ended also finished: a server can hang up midway."""
+    if path == "/chat/completions":
+        return any(
+            choice.get("finish_reason")
+            for chunk in chunks
+            for choice in chunk.get("choices") or ()
+            if isinstance(choice, dict)
+        )
+    if path == "/responses":
+        return bool(chunks) and chunks[-1].get("type") in {
+            "response.completed",
+            "response.incomplete",
+        }
+    return True
+
+
+def _attach(cache: _OpenAICache, client: ClientT) -> ClientT:
+    # Resources bind client.post when first used, so this must happen before
+    # any resource of this client exists: it is always a fresh copy.
+    attributes = vars(client)
+    real_post = client.post
+    real_copy = client.copy
+    attributes["post"] = functools.partial(cache.post, client, real_post)
+
+    def copy(*args: Any, **kwargs: Any) -> ClientT:
+        return _attach(cache, real_copy(*args, **kwargs))
+
+    attributes["copy"] = attributes["with_options"] = copy
+    attributes["_memo_openai_cache"] = cache
+    return client
+
+
+def _cache_of(client: AsyncOpenAI) -> _OpenAICache | None:
+    cache = vars(client).get("_memo_openai_cache")
+    return cache if isinstance(cache, _OpenAICache) else None
+
+
+def cached(
+    client: ClientT,
+    *,
+    namespace: str = "memo.openai",
+    directory: str | os.PathLike[str] | None = None,
+    store: Store | None = None,
+    ttl: float | datetime.timedelta | None = None,
+    version: str | int | None = None,
+    key_headers: Iterable[str] = (),
+) -> ClientT:
+    """Return a copy of ``client`` whose chat, embeddings and Responses calls are cached.
+
+    ``client.chat.completions.create`` and ``.parse``, ``client.embeddings.create``
+    and ``client.responses.create`` (and ``.parse``, and the ``.stream()``
+    helpers) answer a repeated request from the cache with an object equal to
+    the first answer: same ``id``, ``created``, ``usage`` and tool-call ids.
+    Everything else (files, models, ``retrieve``, ...) goes to the API untouched.
+    ``with_options(...)`` and ``copy(...)`` return clients cached the same way.
+
+    The key is the request as the SDK sends it: method, URL (so the base URL),
+    query (``extra_query``) and body (``extra_body`` merged in). The API key,
+    ``timeout``, ``max_retries`` and headers are not part of it, and nothing
+    but the request's key and the API's answer is stored.
+
+    ``stream=True`` requests are forwarded live while their chunks are
+    recorded; a stream that finishes is stored and replayed chunk by chunk on
+    a hit (a ``ReplayStream``). Identical non-streamed requests in flight at
+    the same time are sent once.
+
+    Args:
+        client: an ``openai.AsyncOpenAI`` (or ``AsyncAzureOpenAI``) client; it is
+            not changed.
+        namespace: groups the entries; ``cache_clear`` drops them all.
+        directory: the diskcache folder; default ``$MEMO_CACHE_DIR``, else the
+            user cache folder. Not with ``store``.
+        store: a ``Store`` to use instead of a folder.
+        ttl: seconds (or a ``timedelta``) before an entry expires; None: never.
+        version: part of every key: change it to retire the old entries.
+        key_headers: names of request headers (``extra_headers`` or the
+            client's ``default_headers``) whose values join the key, e.g.
+            ``("OpenAI-Beta",)``. Credentials are refused.
+
+    Returns:
+        A client of the same class, configured like ``client``.
+
+    Raises:
+        TypeError: ``client`` is not an ``AsyncOpenAI``, or an option has the
+            wrong type.
+        ValueError: ``client`` is already cached, or ``key_headers`` names a
+            credential header.
+    """
+    if not isinstance(client, AsyncOpenAI):  # type: ignore[redundant-expr, unused-ignore]
+        msg = (  # type: ignore[unreachable, unused-ignore]
+            f"memo.openai.cached() needs an openai.AsyncOpenAI client, "
+            f"got {type(client).__qualname__}; memo caches coroutines: use AsyncOpenAI()"
+        )
+        raise TypeError(msg)
+    if _cache_of(client) is not None:
+        msg = "this client is already cached by memo; pass the original AsyncOpenAI client"
+        raise ValueError(msg)
+    cache = _OpenAICache(
+        namespace=namespace,
+        directory=directory,
+        store=store,
+        ttl=ttl,
+        version=version,
+        key_headers=key_headers,
+    )
+    return _attach(cache, client.copy())
+
+
+def _require_cache(client: AsyncOpenAI) -> _OpenAICache:
+    cache = _cache_of(client)
+    if cache is None:
+        msg = (
+            "this client is not cached by memo: use the client memo.openai.cached(client) returned"
+        )
+        raise TypeError(msg)
+    return cache
+
+
+def cache_info(client: AsyncOpenAI) -> CacheInfo:
+    """Return the hits, misses and errors of a cached client (and its copies) in this process.
+
+    Raises:
+        TypeError: ``client`` was not made by ``cached``.
+    """
+    return _require_cache(client).cache_info()
+
+
+async def cache_clear(client: AsyncOpenAI) -> int:
+    """Drop every entry of a cached client's namespace; return how many.
+
+    Raises:
+        TypeError: ``client`` was not made by ``cached``.
+    """
+    return await _require_cache(client).cache_clear()
+
+
+# The cached copy made for each client handed to cached_chat_completion.
+_helper_clients: weakref.WeakKeyDictionary[AsyncOpenAI, AsyncOpenAI] = weakref.WeakKeyDictionary()
+
+
+async def cached_chat_completion(
+    client: AsyncOpenAI, *, model: str, messages: Iterable[Any], **params: Any
+) -> ChatCompletion:
+    """Create a chat completion, or return the stored one for the same request.
+
+    ``await cached_chat_completion(client, model=..., messages=..., temperature=0)``
+    takes the arguments of ``client.chat.completions.create`` and caches on the
+    default store (``$MEMO_CACHE_DIR``). ``client`` may be a plain
+    ``AsyncOpenAI`` (memo keeps one cached copy of it) or one returned by
+    ``cached``, whose options then apply.
+
+    Raises:
+        TypeError: ``stream=True`` was passed: use ``cached(client)``, whose
+            ``chat.completions.create(stream=True)`` records and replays streams.
+    """
+    if params.get("stream"):
+        msg = (
+            "cached_chat_completion returns a ChatCompletion; for stream=True use "
+            "memo.openai.cached(client).chat.completions.create(..., stream=True)"
+        )
+        raise TypeError(msg)
+    if _cache_of(client) is None:
+        wrapped = _helper_clients.get(client)
+        if wrapped is None:
+            wrapped = _helper_clients[client] = cached(client)
+        client = wrapped
+    completion = await client.chat.completions.create(model=model, messages=messages, **params)
+    return cast("ChatCompletion", completion)

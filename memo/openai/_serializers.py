@@ -1,0 +1,146 @@
+"""Serializers for the ``openai`` SDK's response objects.
+
+The SDK builds responses without validating them (``construct_type``): a
+provider that answers ``finish_reason="eos"`` or adds fields of its own still
+gets an object. These serializers store the response as the JSON the API sent
+and load it back through that same ``construct_type``, so a loaded object
+equals the one the SDK built, however unusual the payload.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import orjson
+import pydantic
+from openai._models import construct_type
+from openai.types.chat import ChatCompletion
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = ["ChatCompletionSerializer", "ChunksSerializer", "OpenAISerializer"]
+
+T = TypeVar("T")
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type):
+        return f"{tp.__module__}.{tp.__qualname__}"
+    return repr(tp)
+
+
+def api_json(value: Any) -> Any:
+    """Return the JSON the SDK built ``value`` from: the fields it received, as received.
+
+    ``exclude_unset`` keeps exactly the keys that were in the payload (the SDK
+    marks those as set); ``warnings=False`` because a payload the SDK accepted
+    unvalidated (a float where an int is declared) is still worth storing.
+    """
+    if not isinstance(value, pydantic.BaseModel):
+        msg = (
+            f"expected an openai response object (a pydantic model), got {type(value).__qualname__}"
+        )
+        raise TypeError(msg)
+    return value.model_dump(mode="json", by_alias=True, exclude_unset=True, warnings=False)
+
+
+class OpenAISerializer(Generic[T]):
+    """An ``openai`` response type (``ChatCompletion``, ``Response``, ...) as the API's JSON.
+
+    ``dumps`` stores the JSON the API sent (and the request id the SDK keeps in
+    ``_request_id``); ``loads`` rebuilds the object the way the SDK does, without
+    validation, so the loaded object equals the original and a payload the SDK
+    accepted never fails to load. A stored value that is not such a payload
+    raises ``ValueError``, which memo treats as a miss.
+
+    Args:
+        tp: the response type, e.g. ``openai.types.chat.ChatCompletion``.
+    """
+
+    def __init__(self, tp: type[T] | Any) -> None:
+        self.type = tp
+        self.memo_id = f"openai:{_type_name(tp)}"
+
+    def dumps(self, value: T) -> bytes:
+        """Return the response as JSON bytes: ``{"response": ..., "request_id": ...}``.
+
+        Raises:
+            TypeError: ``value`` is not a pydantic model.
+        """
+        request_id = getattr(value, "_request_id", None)
+        payload = {"response": api_json(value)}
+        if isinstance(request_id, str):
+            payload["request_id"] = request_id
+        return orjson.dumps(payload)
+
+    def loads(self, data: bytes) -> T:
+        """Rebuild the response object from ``dumps``'s bytes.
+
+        Raises:
+            ValueError: the bytes are not a stored response.
+        """
+        payload = orjson.loads(data)
+        if not isinstance(payload, dict) or not isinstance(payload.get("response"), dict):
+            msg = f"stored value is not a {_type_name(self.type)} payload"
+            raise ValueError(msg)
+        value: Any = construct_type(type_=self.type, value=payload["response"])
+        request_id = payload.get("request_id")
+        if isinstance(request_id, str):
+            # The SDK sets this public attribute on every response it returns.
+            value._request_id = request_id
+        return value  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return f"OpenAISerializer({_type_name(self.type)})"
+
+
+class ChatCompletionSerializer(OpenAISerializer[ChatCompletion]):
+    """``OpenAISerializer(ChatCompletion)``: for ``chat.completions.create`` results.
+
+    Use it with the decorator when a helper returns a ``ChatCompletion``::
+
+        @async_disk_cache(serializer=ChatCompletionSerializer(), ignore=("client",))
+        async def ask(client: AsyncOpenAI, question: str) -> ChatCompletion: ...
+    """
+
+    def __init__(self) -> None:
+        super().__init__(ChatCompletion)
+
+    def __repr__(self) -> str:
+        return "ChatCompletionSerializer()"
+
+
+class ChunksSerializer:
+    """The chunks of a streamed response, recorded as the JSON the API sent.
+
+    ``dumps`` takes the chunks already turned into JSON values (they are
+    recorded one by one as they arrive); ``loads`` rebuilds each with the
+    SDK's ``construct_type``.
+
+    Args:
+        chunk_type: the type of one chunk (``ChatCompletionChunk``, the Responses
+            API's event union, ...).
+    """
+
+    memo_id = "openai-stream"
+
+    def __init__(self, chunk_type: Any) -> None:
+        self.chunk_type = chunk_type
+
+    def dumps(self, value: Sequence[Any]) -> bytes:
+        """Return recorded chunks (JSON values) as JSON bytes."""
+        return orjson.dumps({"chunks": list(value)})
+
+    def loads(self, data: bytes) -> list[Any]:
+        """Rebuild the chunk objects.
+
+        Raises:
+            ValueError: the bytes are not recorded chunks.
+        """
+        payload = orjson.loads(data)
+        chunks = payload.get("chunks") if isinstance(payload, dict) else None
+        if not isinstance(chunks, list) or not all(isinstance(c, dict) for c in chunks):
+            msg = "stored value is not a recorded stream"
+            raise ValueError(msg)
+        return [construct_type(type_=self.chunk_type, value=chunk) for chunk in chunks]

@@ -1,0 +1,405 @@
+"""A small OpenAI-compatible HTTP server for memo's tests, and its pytest fixture.
+
+It serves ``POST /v1/chat/completions`` (plain and ``stream=True`` as
+server-sent events), ``/v1/embeddings`` and ``/v1/responses`` (plain and
+streamed) on a free 127.0.0.1 port, from a background thread. Every answer
+carries the request's sequence number (in ids, ``created``, the text, the first
+embedding component), so a second HTTP request can never pass for a cache hit.
+It records the path, headers and JSON body of every request.
+
+Some model names change what it answers, so tests (and the docs' samples) can
+ask for the awkward cases over real HTTP:
+
+- ``fake-odd``: a chat completion the SDK accepts without validating it
+  (``finish_reason="eos"``, ``role="model"``, a float ``created``, an unknown
+  ``reasoning_content`` field);
+- ``fake-error``: HTTP 500 (streamed: two chunks, then an error event);
+- ``fake-truncated``: streamed only: chunks, then the connection ends without
+  a finish reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import struct
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
+
+    from openai import AsyncOpenAI
+
+CREATED = 1_700_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Recorded:
+    """One request the server received."""
+
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: Any
+
+
+class FakeOpenAI:
+    """The server's state: what it received, and a gate to hold answers back."""
+
+    def __init__(self) -> None:
+        self.requests: list[Recorded] = []
+        self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
+        # Set by default; a test clears it to hold every answer until it sets it.
+        self.gate = threading.Event()
+        self.gate.set()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._httpd.daemon_threads = True
+        host, port = self._httpd.server_address[:2]
+        self.base_url = f"http://{host!s}:{port}/v1"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def start(self) -> FakeOpenAI:
+        """Serve from a background thread."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        self.gate.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=10)
+
+    def record(self, request: Recorded) -> int:
+        """Store a request; return its 1-based sequence number."""
+        with self._arrived:
+            self.requests.append(request)
+            self._arrived.notify_all()
+            return len(self.requests)
+
+    def count(self, path: str | None = None) -> int:
+        """How many requests arrived (for one path, e.g. ``"/v1/embeddings"``)."""
+        with self._lock:
+            return sum(1 for r in self.requests if path is None or r.path == path)
+
+    def wait_for(self, n: int, timeout: float = 10.0) -> bool:
+        """Block until ``n`` requests arrived (or the timeout passed)."""
+        with self._arrived:
+            return self._arrived.wait_for(lambda: len(self.requests) >= n, timeout=timeout)
+
+    @property
+    def last(self) -> Recorded:
+        """The most recent request."""
+        with self._lock:
+            return self.requests[-1]
+
+
+# -- answers --------------------------------------------------------------------
+
+
+def _last_user_text(messages: Any) -> str:
+    for message in reversed(messages or []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):
+                return " ".join(
+                    str(part.get("text", "")) for part in content if isinstance(part, dict)
+                )
+    return ""
+
+
+def example_for(schema: Any, defs: dict[str, Any] | None = None) -> Any:
+    """Return a value that satisfies a (simple) JSON schema."""
+    if not isinstance(schema, dict):
+        return None
+    defs = {**(defs or {}), **schema.get("$defs", {})}
+    if "$ref" in schema:
+        return example_for(defs[schema["$ref"].rsplit("/", 1)[-1]], defs)
+    if "enum" in schema:
+        return schema["enum"][0]
+    if "const" in schema:
+        return schema["const"]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if key in schema:
+            return example_for(schema[key][0], defs)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object":
+        return {name: example_for(sub, defs) for name, sub in schema.get("properties", {}).items()}
+    if kind == "array":
+        return [example_for(schema.get("items", {}), defs)]
+    return {"string": "example", "integer": 42, "number": 1.5, "boolean": True}.get(kind)
+
+
+def _json_schema(body: dict[str, Any]) -> Any:
+    response_format = body.get("response_format")
+    if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
+        return response_format["json_schema"]["schema"]
+    text = body.get("text")
+    if isinstance(text, dict) and isinstance(text.get("format"), dict):
+        fmt = text["format"]
+        if fmt.get("type") == "json_schema":
+            return fmt["schema"]
+    return None
+
+
+def _usage(n: int) -> dict[str, Any]:
+    return {"prompt_tokens": 10 + n, "completion_tokens": 5, "total_tokens": 15 + n}
+
+
+def chat_completion(n: int, body: dict[str, Any]) -> dict[str, Any]:
+    """Answer a non-streamed chat completion request."""
+    model = body.get("model", "fake")
+    schema = _json_schema(body)
+    text = f"Echo #{n}: {_last_user_text(body.get('messages'))}"
+    if schema is not None:
+        text = json.dumps(example_for(schema))
+    choices = []
+    for index in range(body.get("n") or 1):
+        message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+        finish = "stop"
+        tools = body.get("tools")
+        if tools:
+            function = tools[0]["function"]
+            message["content"] = None
+            message["tool_calls"] = [
+                {
+                    "id": f"call_{n}_{index}",
+                    "type": "function",
+                    "function": {
+                        "name": function["name"],
+                        "arguments": json.dumps(example_for(function.get("parameters", {}))),
+                    },
+                }
+            ]
+            finish = "tool_calls"
+        choices.append(
+            {"index": index, "message": message, "logprobs": None, "finish_reason": finish}
+        )
+    answer: dict[str, Any] = {
+        "id": f"chatcmpl-{n}",
+        "object": "chat.completion",
+        "created": CREATED + n,
+        "model": model,
+        "choices": choices,
+        "usage": _usage(n),
+        "system_fingerprint": f"fp_{n}",
+    }
+    if model == "fake-odd":
+        answer["created"] = CREATED + n + 0.5
+        answer["choices"][0]["finish_reason"] = "eos"
+        answer["choices"][0]["message"]["role"] = "model"
+        answer["choices"][0]["message"]["reasoning_content"] = "thinking..."
+        answer["provider"] = "somewhere"
+    return answer
+
+
+def chat_chunks(n: int, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Answer a streamed chat completion request, as the chunks to send."""
+    words = chat_completion(n, body)["choices"][0]["message"]["content"] or ""
+    base = {
+        "id": f"chatcmpl-{n}",
+        "object": "chat.completion.chunk",
+        "created": CREATED + n,
+        "model": body.get("model", "fake"),
+        "system_fingerprint": f"fp_{n}",
+    }
+    deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
+    deltas += [{"content": piece + " "} for piece in words.split(" ")]
+    chunks = [
+        {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}]}
+        for delta in deltas
+    ]
+    chunks.append(
+        {**base, "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}]}
+    )
+    if (body.get("stream_options") or {}).get("include_usage"):
+        chunks.append({**base, "choices": [], "usage": _usage(n)})
+    return chunks
+
+
+def embeddings(n: int, body: dict[str, Any]) -> dict[str, Any]:
+    """Answer an embeddings request (base64 when asked, as the SDK asks by default)."""
+    inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+    data = []
+    for index, text in enumerate(inputs):
+        vector = [float(n), float(len(str(text))), float(index), 0.25]
+        encoded: Any = vector
+        if body.get("encoding_format") == "base64":
+            encoded = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+        data.append({"object": "embedding", "index": index, "embedding": encoded})
+    return {
+        "object": "list",
+        "data": data,
+        "model": body.get("model", "fake"),
+        "usage": {"prompt_tokens": 3 + n, "total_tokens": 3 + n},
+    }
+
+
+def response(n: int, body: dict[str, Any], status: str = "completed") -> dict[str, Any]:
+    """Answer a Responses API request."""
+    schema = _json_schema(body)
+    prompt = body.get("input")
+    if isinstance(prompt, list):
+        prompt = _last_user_text(prompt)
+    text = f"Echo #{n}: {prompt}"
+    if schema is not None:
+        text = json.dumps(example_for(schema))
+    return {
+        "id": f"resp_{n}",
+        "object": "response",
+        "created_at": CREATED + n,
+        "status": status,
+        "model": body.get("model", "fake"),
+        "output": [
+            {
+                "type": "message",
+                "id": f"msg_{n}",
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": text, "annotations": []}],
+            }
+        ],
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "usage": {
+            "input_tokens": 10 + n,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": 5,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": 15 + n,
+        },
+    }
+
+
+def response_events(n: int, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Answer a streamed Responses API request, as the events to send."""
+    done = response(n, body)
+    text = done["output"][0]["content"][0]["text"]
+    started = {**response(n, body, status="in_progress"), "output": []}
+    events: list[dict[str, Any]] = [{"type": "response.created", "response": started}]
+    for piece in text.split(" "):
+        events.append(
+            {
+                "type": "response.output_text.delta",
+                "item_id": f"msg_{n}",
+                "output_index": 0,
+                "content_index": 0,
+                "delta": piece + " ",
+                "logprobs": [],
+            }
+        )
+    events.append({"type": "response.completed", "response": done})
+    return [{**event, "sequence_number": i} for i, event in enumerate(events)]
+
+
+# -- HTTP -----------------------------------------------------------------------
+
+
+def _handler_for(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Keep test output quiet."""
+
+        def do_POST(self) -> None:
+            path, _, query = self.path.partition("?")
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length)
+            body = json.loads(raw) if raw else None
+            n = server.record(Recorded(path, query, dict(self.headers.items()), body))
+            server.gate.wait(timeout=30)
+            if not isinstance(body, dict):
+                self._send_json(400, {"error": {"message": "expected a JSON object"}})
+                return
+            model = body.get("model")
+            stream = bool(body.get("stream"))
+            if path == "/v1/chat/completions":
+                if stream:
+                    chunks = chat_chunks(n, body)
+                    if model == "fake-error":
+                        chunks = [*chunks[:2], {"error": {"message": "boom", "type": "server"}}]
+                    if model == "fake-truncated":
+                        chunks = [
+                            c
+                            for c in chunks
+                            if c["choices"] and not c["choices"][0]["finish_reason"]
+                        ]
+                    self._send_events(chunks, done=model != "fake-truncated")
+                elif model == "fake-error":
+                    self._send_json(500, {"error": {"message": "boom", "type": "server"}})
+                else:
+                    self._send_json(200, chat_completion(n, body))
+            elif path == "/v1/embeddings":
+                self._send_json(200, embeddings(n, body))
+            elif path == "/v1/responses":
+                if stream:
+                    self._send_events(response_events(n, body), done=False, named=True)
+                else:
+                    self._send_json(200, response(n, body))
+            else:
+                self._send_json(404, {"error": {"message": f"no route {path}"}})
+
+        def _send_json(self, status: int, payload: Any) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("x-request-id", f"req_{time.monotonic_ns()}")
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _send_events(
+            self, events: list[dict[str, Any]], *, done: bool, named: bool = False
+        ) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            for event in events:
+                head = f"event: {event['type']}\n" if named and "type" in event else ""
+                self.wfile.write(f"{head}data: {json.dumps(event)}\n\n".encode())
+                self.wfile.flush()
+            if done:
+                self.wfile.write(b"data: [DONE]\n\n")
+            self.wfile.flush()
+            self.close_connection = True
+
+    return Handler
+
+
+API_KEY = "sk-test-memo-0123456789abcdef"
+
+
+@pytest.fixture
+def openai_server() -> Iterator[FakeOpenAI]:
+    """An OpenAI-compatible server on a free 127.0.0.1 port, for one test."""
+    server = FakeOpenAI().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def openai_client(openai_server: FakeOpenAI) -> AsyncIterator[AsyncOpenAI]:
+    """A real ``openai.AsyncOpenAI`` talking to ``openai_server``, closed after the test."""
+    from openai import AsyncOpenAI
+
+    client = AsyncOpenAI(base_url=openai_server.base_url, api_key=API_KEY, max_retries=0)
+    try:
+        yield client
+    finally:
+        await client.close()
