@@ -151,6 +151,10 @@ def _size(n: float) -> str:
     raise AssertionError  # pragma: no cover - the loop always returns
 
 
+def _entries(n: int) -> str:
+    return f"{n} entry" if n == 1 else f"{n} entries"
+
+
 def _span(seconds: float) -> str:
     seconds = abs(seconds)
     for unit, length in (("d", 86400), ("h", 3600), ("m", 60)):
@@ -370,10 +374,10 @@ def _clear(args: argparse.Namespace) -> int:
         directory = folder.directory
         if args.all:
             count = len(folder.entries())
-            question = f"Drop all {count} entries in {directory}?"
+            question = f"Drop all {_entries(count)} in {directory}?"
         else:
             count = len(_namespace_entries(folder, args.namespace))
-            question = f"Drop {count} entries of namespace {args.namespace!r} in {directory}?"
+            question = f"Drop {_entries(count)} of namespace {args.namespace!r} in {directory}?"
     _confirm(question, args)
     store = DiskStore(directory)
 
@@ -388,7 +392,7 @@ def _clear(args: argparse.Namespace) -> int:
     cleared = asyncio.run(drop())
     what = "all namespaces" if args.all else f"namespace {args.namespace!r}"
     data = {"directory": str(directory), "namespace": args.namespace, "cleared": cleared}
-    _emit(args, data, f"dropped {cleared} entries ({what}) from {directory}")
+    _emit(args, data, f"dropped {_entries(cleared)} ({what}) from {directory}")
     return 0
 
 
@@ -416,7 +420,7 @@ def _prune(args: argparse.Namespace) -> int:
         "freed_bytes": freed,
         "namespaces": namespaces,
     }
-    text = f"dropped {dropped} expired entries, freeing {_size(freed)} of values"
+    text = f"dropped {_entries(dropped)} (expired), freeing {_size(freed)} of values"
     if namespaces:
         text += " (" + ", ".join(f"{ns}: {n}" for ns, n in sorted(namespaces.items())) + ")"
     _emit(args, data, text)
@@ -483,6 +487,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         status: int = args.run(args)
     except CliError as exc:
         print(f"memo {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader left (`memo stats | head`): say nothing more, like other tools.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         return 1
     except (OSError, sqlite3.Error) as exc:
         print(f"memo {args.command}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
