@@ -16,6 +16,9 @@ ask for the awkward cases over real HTTP:
 - ``fake-error``: HTTP 500 (streamed: two chunks, then an error event);
 - ``fake-truncated``: streamed only: chunks, then the connection ends without
   a finish reason.
+
+A Responses request with ``background=True`` is answered ``status="queued"``.
+``GET /v1/models`` lists one model.
 """
 
 from __future__ import annotations
@@ -37,11 +40,12 @@ if TYPE_CHECKING:
     from openai import AsyncOpenAI
 
 CREATED = 1_700_000_000
+MODEL = {"id": "fake", "object": "model", "created": CREATED, "owned_by": "memo-tests"}
 
 
 @dataclasses.dataclass(frozen=True)
 class Recorded:
-    """One request the server received."""
+    """One request the server received (header names in lower case)."""
 
     path: str
     query: str
@@ -63,7 +67,9 @@ class FakeOpenAI:
         self._httpd.daemon_threads = True
         host, port = self._httpd.server_address[:2]
         self.base_url = f"http://{host!s}:{port}/v1"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
 
     def start(self) -> FakeOpenAI:
         """Serve from a background thread."""
@@ -314,12 +320,24 @@ def _handler_for(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:
             """Keep test output quiet."""
 
+        def do_GET(self) -> None:
+            path, _, query = self.path.partition("?")
+            server.record(
+                Recorded(path, query, {k.lower(): v for k, v in self.headers.items()}, None)
+            )
+            if path == "/v1/models":
+                self._send_json(200, {"object": "list", "data": [MODEL]})
+            else:
+                self._send_json(404, {"error": {"message": f"no route {path}"}})
+
         def do_POST(self) -> None:
             path, _, query = self.path.partition("?")
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length)
             body = json.loads(raw) if raw else None
-            n = server.record(Recorded(path, query, dict(self.headers.items()), body))
+            n = server.record(
+                Recorded(path, query, {k.lower(): v for k, v in self.headers.items()}, body)
+            )
             server.gate.wait(timeout=30)
             if not isinstance(body, dict):
                 self._send_json(400, {"error": {"message": "expected a JSON object"}})
@@ -348,7 +366,8 @@ def _handler_for(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 if stream:
                     self._send_events(response_events(n, body), done=False, named=True)
                 else:
-                    self._send_json(200, response(n, body))
+                    status = "queued" if body.get("background") else "completed"
+                    self._send_json(200, response(n, body, status=status))
             else:
                 self._send_json(404, {"error": {"message": f"no route {path}"}})
 

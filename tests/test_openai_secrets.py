@@ -1,0 +1,62 @@
+"""The API key never reaches the cache: not in a key, not in any file of the folder."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from pydantic import BaseModel
+
+import memo.openai
+from fake_openai import API_KEY
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from openai import AsyncOpenAI
+
+    from fake_openai import FakeOpenAI
+
+
+class Answer(BaseModel):
+    text: str
+
+
+def _files(folder: Path) -> list[Path]:
+    return [path for path in folder.rglob("*") if path.is_file()]
+
+
+async def test_api_key_bytes_are_in_no_cache_file(
+    openai_server: FakeOpenAI, openai_client: AsyncOpenAI, cache_dir: Path
+) -> None:
+    """After every kind of cached call, no file under the cache folder holds the API key."""
+    client = memo.openai.cached(openai_client, key_headers=("X-Team",))
+    messages: Any = [{"role": "user", "content": "Hi"}]
+    # The key also rides in a header that is not keyed, to show headers stay out.
+    leaky = {"X-Team": "a", "X-Copy-Of-Key": API_KEY}
+    for _ in range(2):
+        await client.chat.completions.create(model="fake", messages=messages, extra_headers=leaky)
+        await client.chat.completions.parse(model="fake", messages=messages, response_format=Answer)
+        await client.embeddings.create(model="fake-embed", input="Hi")
+        await client.responses.create(model="fake", input="Hi")
+        stream = await client.chat.completions.create(model="fake", messages=messages, stream=True)
+        [chunk async for chunk in stream]
+    assert openai_server.count() == 5
+    assert all(r.headers["authorization"] == f"Bearer {API_KEY}" for r in openai_server.requests)
+    files = _files(cache_dir)
+    names = {path.name for path in files}
+    assert "cache.db" in names
+    needles = [API_KEY.encode(), API_KEY.encode("utf-16-le"), API_KEY[3:].encode()]
+    for path in files:
+        data = path.read_bytes()
+        for needle in needles:
+            assert needle not in data, f"{path.name} holds the API key"
+    stored = b"".join(path.read_bytes() for path in files)
+    assert b"Echo #1: Hi" in stored, "the scan must see the stored responses"
+
+
+@pytest.mark.parametrize("header", ["Authorization", "api-key", "Cookie"])
+def test_credential_headers_cannot_be_keyed(openai_client: AsyncOpenAI, header: str) -> None:
+    """Naming a credential header in key_headers is refused."""
+    with pytest.raises(ValueError, match="credentials"):
+        memo.openai.cached(openai_client, key_headers=(header,))
