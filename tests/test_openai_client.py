@@ -238,20 +238,23 @@ async def test_cache_clear_drops_every_entry(
     assert openai_server.count() == 3
 
 
+FIRE = "disk on fire"
+
+
 class BrokenStore:
     """A store whose every read and write fails."""
 
     async def get(self, key: str) -> bytes | None:
-        raise OSError("disk on fire")
+        raise OSError(FIRE)
 
     async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
-        raise OSError("disk on fire")
+        raise OSError(FIRE)
 
     async def delete(self, key: str) -> bool:
-        raise OSError("disk on fire")
+        raise OSError(FIRE)
 
     async def clear(self, namespace: str) -> int:
-        raise OSError("disk on fire")
+        raise OSError(FIRE)
 
     async def close(self) -> None:
         pass

@@ -1,4 +1,4 @@
-"""await cached_chat_completion(client, model=..., messages=..., **params): the notebook's helper."""
+"""cached_chat_completion(client, model=..., messages=..., **params): the notebook's helper."""
 
 from __future__ import annotations
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from fake_openai import FakeOpenAI
 from openai import NOT_GIVEN, AsyncOpenAI, omit
 from openai.types.chat import ChatCompletionUserMessageParam
 
 import memo.openai
-from fake_openai import FakeOpenAI
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -212,7 +212,7 @@ async def test_version_and_namespace_separate_entries(
 async def test_distinct_samples_with_a_keyed_unsent_argument(
     openai_server: FakeOpenAI, openai_client: AsyncOpenAI
 ) -> None:
-    """k distinct samples of one prompt: a keyed sample header keeps each apart, and replays."""
+    """K distinct samples of one prompt: a keyed sample header keeps each apart, and replays."""
     client = memo.openai.cached(openai_client, key_headers=("X-Sample",))
     answers = [
         await client.chat.completions.create(

@@ -5,17 +5,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from fake_openai import API_KEY
 from pydantic import BaseModel
 
 import memo.openai
-from fake_openai import API_KEY
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from openai import AsyncOpenAI
-
     from fake_openai import FakeOpenAI
+    from openai import AsyncOpenAI
 
 
 class Answer(BaseModel):

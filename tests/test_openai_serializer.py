@@ -1,4 +1,4 @@
-"""OpenAISerializer: stores the API's JSON, loads an equal object, never fails on what the SDK took."""
+"""OpenAISerializer: stores the API's JSON and loads an equal object, however odd the payload."""
 
 from __future__ import annotations
 
@@ -16,9 +16,8 @@ from memo import PydanticSerializer, async_disk_cache
 from memo.openai import ChatCompletionSerializer, OpenAISerializer
 
 if TYPE_CHECKING:
-    from openai import AsyncOpenAI
-
     from fake_openai import FakeOpenAI
+    from openai import AsyncOpenAI
 
 import fake_openai
 

@@ -12,9 +12,8 @@ import memo
 import memo.openai
 
 if TYPE_CHECKING:
-    from openai import AsyncOpenAI
-
     from fake_openai import FakeOpenAI
+    from openai import AsyncOpenAI
 
 MESSAGES: Any = [{"role": "user", "content": "Tell me"}]
 

@@ -10,9 +10,8 @@ from pydantic import BaseModel
 import memo.openai
 
 if TYPE_CHECKING:
-    from openai import AsyncOpenAI
-
     from fake_openai import FakeOpenAI
+    from openai import AsyncOpenAI
 
 MESSAGES: list[dict[str, str]] = [{"role": "user", "content": "Weather in Paris?"}]
 
