@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import re
 import sqlite3
 import stat
 import sys
@@ -75,7 +76,27 @@ class _SafeDisk(diskcache.Disk):  # type: ignore[misc]
         if mode not in (MODE_RAW, MODE_BINARY) or (mode == MODE_RAW and type(value) is not bytes):
             msg = f"refusing to read a diskcache entry stored in mode {mode} (not raw bytes)"
             raise RefusedEntryError(msg)
+        if mode == MODE_BINARY and not _own_file(filename):
+            msg = f"refusing to read a diskcache entry whose file {filename!r} is not its own"
+            raise RefusedEntryError(msg)
         return super().fetch(mode, filename, value, read)
+
+    def remove(self, file_path: str) -> None:
+        # diskcache deletes the file a row names when the row is replaced or
+        # dropped: never follow a crafted row out of the folder.
+        if _own_file(file_path):
+            super().remove(file_path)
+
+
+# diskcache names value files "ab/cd/<28 hex digits>.val" (Disk.filename). A
+# row naming any other path ("../../.ssh/id_ed25519") was not written by
+# diskcache: reading it would leak a file into a result, deleting it on
+# overwrite would destroy it.
+_OWN_FILE = re.compile(r"[0-9a-f]{2}[/\\][0-9a-f]{2}[/\\][0-9a-f]{28}\.val")
+
+
+def _own_file(filename: object) -> bool:
+    return isinstance(filename, str) and _OWN_FILE.fullmatch(filename) is not None
 
 
 def _prepare_directory(path: Path) -> None:
