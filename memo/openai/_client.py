@@ -63,6 +63,10 @@ _SECRET_HEADERS = frozenset({"authorization", "api-key", "cookie", "proxy-author
 # failure): it is returned, never stored.
 _UNFINISHED = frozenset({"queued", "in_progress", "failed", "cancelled"})
 
+# Headers the SDK's with_raw_response / with_streaming_response wrappers set:
+# those callers want the HTTP response itself, which memo does not store.
+_RAW_RESPONSE_HEADERS = frozenset({"x-stainless-raw-response", "____stainless_override_cast_to"})
+
 _last_hit: ContextVar[bool] = ContextVar("memo_openai_last_hit", default=False)
 
 
@@ -218,6 +222,8 @@ class _OpenAICache:
         ):
             return await real_post(path, **kwargs)
         options = dict(kwargs.get("options") or {})
+        if any(name.lower() in _RAW_RESPONSE_HEADERS for name in options.get("headers") or ()):
+            return await real_post(path, **kwargs)
         try:
             key = self.request_key(client, path, kwargs.get("body"), options)
         except Exception as exc:
