@@ -32,6 +32,7 @@ class Payload:
 
 
 def payload_bytes(marker: Path, padding: int = 0) -> bytes:
+    """The pickle of a Payload, padded after its STOP opcode to ``padding`` more bytes."""
     data = pickle.dumps(Payload(marker))
     if padding:
         # A pickle ignores what follows its STOP opcode: pad to force a file.
@@ -120,4 +121,36 @@ async def test_pickle_serializer_does_load_the_raw_row(tmp_path: Path) -> None:
     assert marker.exists()  # the planted code ran
     assert result is None  # and the caller got what the planted pickle chose
     assert runs == []
+    await store.close()
+
+
+@pytest.mark.parametrize("enveloped", [False, True], ids=["bare", "in-memo-envelope"])
+async def test_pickle_planted_in_redis_is_never_loaded(
+    redis_server: Any, tmp_path: Path, enveloped: bool
+) -> None:
+    """Pickle bytes SET in Redis under the exact key are a miss for a JSON-cached function."""
+    import redis.asyncio
+
+    from memo.stores.redis import RedisStore
+
+    marker = tmp_path / "pwned"
+    store = RedisStore(redis_server.url)
+    runs: list[int] = []
+
+    @async_disk_cache(namespace="pickle-abuse-redis", store=store)
+    async def value(i: int) -> dict[str, int]:
+        runs.append(i)
+        return {"i": i}
+
+    raw = payload_bytes(marker)
+    if enveloped:
+        raw = envelope_header(b"pickle") + raw
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    await client.set(store.prefix + value.cache_key(4), raw)
+    assert await value(4) == {"i": 4}
+    assert await value(4) == {"i": 4}
+    assert not marker.exists()
+    assert runs == [4]  # a miss, overwritten, then a hit
+    assert value.cache_info().errors == 1
+    await client.aclose()
     await store.close()
