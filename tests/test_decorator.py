@@ -544,4 +544,6 @@ async def test_directory_option_uses_that_folder(tmp_path: Path, cache_dir: Path
     assert (folder / "cache.db").exists()
     assert not cache_dir.exists()
     assert isinstance(cached.store, DiskStore)
-    assert await DiskStore(folder).get(cached.cache_key(1)) is not None
+    store = DiskStore(folder)
+    assert await store.get(cached.cache_key(1)) is not None
+    await store.close()

@@ -125,7 +125,9 @@ async def test_memo_cache_dir_is_read_at_first_use(
     await compute(1)
     assert (later / "cache.db").exists()
     assert not cache_dir.exists()
-    assert await DiskStore(later).get(compute.cache_key(1)) is not None
+    store = DiskStore(later)
+    assert await store.get(compute.cache_key(1)) is not None
+    await store.close()
 
 
 def test_default_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -150,10 +152,11 @@ async def test_clear_drops_exactly_one_namespace(cache_dir: Path) -> None:
         await fn(1)
         await fn(2)
     assert await functions["a", None].cache_clear() == 4
+    store = DiskStore(cache_dir)
     for (namespace, _version), fn in functions.items():
-        key = fn.cache_key(1)
-        stored = await DiskStore(cache_dir).get(key)
+        stored = await store.get(fn.cache_key(1))
         assert (stored is None) == (namespace == "a"), namespace
+    await store.close()
     assert await functions["a:b", None].cache_clear() == 2
 
 

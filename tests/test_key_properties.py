@@ -17,7 +17,7 @@ from strategies import key_values, strictly_equal
 from memo import MemoryStore, async_disk_cache
 
 # Hypothesis runs many examples per test: keep each test within a second or two.
-fast = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+fast = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 PARAMS = ("a", "b", "c", "d")
 

@@ -239,6 +239,10 @@ async def _returns_int_keys() -> dict[int, str]:
     return {1: "a"}
 
 
+async def _returns_bytes() -> bytes:
+    return b"\x00\xff\x80 not utf-8"
+
+
 @pytest.mark.parametrize(
     ("fn", "annotation"),
     [
@@ -251,6 +255,7 @@ async def _returns_int_keys() -> dict[int, str]:
         pytest.param(_returns_dataclass, Point, id="dataclass"),
         pytest.param(_returns_path, Path, id="Path"),
         pytest.param(_returns_int_keys, dict[int, str], id="dict[int,str]"),
+        pytest.param(_returns_bytes, bytes, id="bytes"),
     ],
 )
 async def test_other_types_are_stored_with_pydantic(fn: Any, annotation: Any) -> None:
