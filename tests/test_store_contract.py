@@ -65,7 +65,17 @@ def redis_factory(request: pytest.FixtureRequest) -> Callable[[], Store]:
     return lambda: RedisStore(server.url)
 
 
-FACTORIES = {"memory": memory_factory, "disk": disk_factory, "redis": redis_factory}
+def redis_single_flight_factory(request: pytest.FixtureRequest) -> Callable[[], Store]:
+    server = request.getfixturevalue("redis_server")
+    return lambda: RedisStore(server.url, lock_timeout=5.0)
+
+
+FACTORIES = {
+    "memory": memory_factory,
+    "disk": disk_factory,
+    "redis": redis_factory,
+    "redis-single-flight": redis_single_flight_factory,
+}
 
 
 class StoreContract:
@@ -266,7 +276,7 @@ class StoreContract:
 
 
 class TestStores(StoreContract):
-    """The contract, run against MemoryStore, DiskStore and RedisStore."""
+    """The contract, run against MemoryStore, DiskStore and RedisStore (with and without locks)."""
 
     @pytest.fixture(params=list(FACTORIES), ids=list(FACTORIES))
     def store_factory(self, request: pytest.FixtureRequest) -> Callable[[], Store]:

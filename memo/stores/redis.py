@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import math
 import re
+import secrets
 import threading
 import time
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -40,6 +41,21 @@ INSTALL = "pip install 'memo[redis]'"
 _SCHEMES = ("redis", "rediss", "unix")
 # Characters that Redis glob patterns (SCAN MATCH) treat specially.
 _GLOB = re.compile(r"([\\*?\[\]])")
+# Take the lock if it is free or already ours; release it only if it is ours.
+_ACQUIRE = """
+local holder = redis.call("GET", KEYS[1])
+if holder == false or holder == ARGV[1] then
+    redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])
+    return 1
+end
+return 0
+"""
+_RELEASE = """
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+    return redis.call("DEL", KEYS[1])
+end
+return 0
+"""
 
 
 class RedisUnavailableError(ConnectionError):
@@ -123,6 +139,13 @@ class RedisStore:
         max_connections: connections per event loop; further concurrent
             operations wait for a free one (at most ``socket_connect_timeout
             + socket_timeout`` seconds).
+        lock_timeout: turns on single flight across processes (off by
+            default). A ``get`` that misses takes a lock in Redis for this
+            many seconds, and the ``set`` of the result releases it; other
+            processes that miss the same key meanwhile wait for that result
+            instead of computing it too. If the run fails (or its result is
+            not stored), they wait until the lock expires, then compute it
+            themselves: choose a little more than the function's usual time.
         **options: passed on to ``redis.asyncio.Redis.from_url``
             (``max_connections``, ``password``, ``ssl_ca_certs``, ...).
 
@@ -145,6 +168,7 @@ class RedisStore:
         cooldown: float = 1.0,
         scan_count: int = 1000,
         max_connections: int = 50,
+        lock_timeout: float | None = None,
         **options: Any,
     ) -> None:
         if (url is None) == (client is None):
@@ -167,6 +191,9 @@ class RedisStore:
             if not number > 0:
                 msg = f"{name} must be a positive number of seconds, got {number!r}"
                 raise ValueError(msg)
+        if lock_timeout is not None and not lock_timeout > 0:
+            msg = f"lock_timeout must be a positive number of seconds or None, got {lock_timeout!r}"
+            raise ValueError(msg)
         if retries < 0 or cooldown < 0 or scan_count < 1 or max_connections < 1:
             msg = (
                 f"retries and cooldown must be >= 0, scan_count and max_connections >= 1; "
@@ -188,6 +215,9 @@ class RedisStore:
         self.cooldown = cooldown
         self.scan_count = scan_count
         self.max_connections = max_connections
+        self.lock_timeout = lock_timeout
+        # key -> token of the single-flight locks this store object holds.
+        self._held: dict[str, str] = {}
         self._options = options
         self._user_client = client
         self._clients: dict[asyncio.AbstractEventLoop, _LoopClient] = {}
@@ -278,6 +308,12 @@ class RedisStore:
             RedisUnavailableError: Redis failed within the last ``cooldown`` seconds.
             TypeError: the client decodes responses (``decode_responses=True``).
         """
+        value = await self._read(key)
+        if value is None and self.lock_timeout is not None:
+            value = await self._lead_or_wait(key, self.lock_timeout)
+        return value
+
+    async def _read(self, key: str) -> bytes | None:
         value = await self._call(lambda client: client.get(self.prefix + key))
         if value is None or type(value) is bytes:
             return value
@@ -298,6 +334,39 @@ class RedisStore:
         else:
             milliseconds = max(1, math.ceil(ttl * 1000))
             await self._call(lambda client: client.set(name, value, px=milliseconds))
+        token = self._held.pop(key, None)
+        if token is not None:
+            await self._call(lambda client: client.eval(_RELEASE, 1, self._lock_name(key), token))
+
+    # -- single flight across processes ---------------------------------------
+
+    def _lock_name(self, key: str) -> str:
+        # Store keys begin with an escaped namespace, which never starts with
+        # "!", so no clear() pattern matches a lock.
+        return f"{self.prefix}!lock:{key}"
+
+    async def _lead_or_wait(self, key: str, timeout: float) -> bytes | None:
+        """Take the key's lock and return None (compute it), or wait for the holder's value."""
+        name = self._lock_name(key)
+        milliseconds = max(1, math.ceil(timeout * 1000))
+        # A lock still held from an earlier run that stored nothing is taken again.
+        token = self._held.get(key) or secrets.token_hex(16)
+        deadline = time.monotonic() + timeout
+        poll = 0.005
+        while True:
+            taken = await self._call(
+                lambda client: client.eval(_ACQUIRE, 1, name, token, milliseconds)
+            )
+            if taken:
+                self._held[key] = token
+                return None
+            if time.monotonic() >= deadline:
+                return None  # the holder is stuck: compute rather than wait longer
+            await asyncio.sleep(poll)
+            poll = min(poll * 2, 0.1)
+            value = await self._read(key)
+            if value is not None:
+                return value
 
     async def delete(self, key: str) -> bool:
         """Drop ``key``; return whether it existed."""
