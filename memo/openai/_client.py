@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast, get_args
 
 import orjson
 import pydantic
-from openai import AsyncOpenAI, AsyncStream, Omit
-from openai._types import NotGiven
+from openai import AsyncOpenAI, AsyncStream
+from openai._types import NotGiven, Omit
 from openai.types.chat import ChatCompletion
 
 from memo._context import Mode, current_mode
@@ -273,13 +273,13 @@ class _OpenAICache:
                 data = None
             if data is not None:
                 try:
-                    chunks = serializer.loads(open_envelope(header, data))
+                    chunks = serializer.loads_json(open_envelope(header, data))
                 except Exception as exc:
                     self._fail("decode", exc)
                 else:
                     self.streams.hits += 1
                     _last_hit.set(True)
-                    return ReplayStream(chunks)
+                    return ReplayStream(chunks, serializer.build)
         self.streams.misses += 1
         live = await real_post(path, **kwargs)
         if store is not None and isinstance(live, AsyncStream):

@@ -138,9 +138,21 @@ class ChunksSerializer:
         Raises:
             ValueError: the bytes are not recorded chunks.
         """
+        return [self.build(chunk) for chunk in self.loads_json(data)]
+
+    def loads_json(self, data: bytes) -> list[dict[str, Any]]:
+        """Return the recorded chunks as JSON objects, to ``build`` one at a time.
+
+        Raises:
+            ValueError: the bytes are not recorded chunks.
+        """
         payload = orjson.loads(data)
         chunks = payload.get("chunks") if isinstance(payload, dict) else None
         if not isinstance(chunks, list) or not all(isinstance(c, dict) for c in chunks):
             msg = "stored value is not a recorded stream"
             raise ValueError(msg)
-        return [construct_type(type_=self.chunk_type, value=chunk) for chunk in chunks]
+        return chunks
+
+    def build(self, chunk: dict[str, Any]) -> Any:
+        """Rebuild one chunk object from its JSON, as the SDK builds a live one."""
+        return construct_type(type_=self.chunk_type, value=chunk)

@@ -9,7 +9,7 @@ from openai import AsyncStream
 from memo.openai._serializers import api_json
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+    from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 
 __all__ = ["ReplayStream", "record"]
 
@@ -59,24 +59,32 @@ class ReplayStream(AsyncStream[_T]):
     (``chat.completions.stream()``, ``responses.stream()``) accept it. No HTTP
     request is made; ``response`` is a stand-in with status 200.
 
+    Args:
+        chunks: the chunks, or their JSON when ``build`` is given.
+        build: turns one chunk's JSON into the chunk object, when it is reached.
+
     Attributes:
         from_cache: always True (a live stream has no such attribute).
     """
 
     from_cache = True
 
-    def __init__(self, chunks: list[_T]) -> None:
+    def __init__(self, chunks: Iterable[Any], build: Callable[[Any], _T] | None = None) -> None:
         # AsyncStream.__init__ wants an HTTP response and a client to decode it;
         # a replay has neither, so set what its other methods use.
         self.response = cast("Any", _ReplayedResponse())
         self._options = None
-        self._chunks = chunks
-        self._replay = self._chunks_one_by_one()
+        self._replay = self._one_by_one(chunks, build)
         self._iterator = self._replay
 
-    async def _chunks_one_by_one(self) -> AsyncGenerator[_T, None]:
-        for chunk in self._chunks:
-            yield chunk
+    @staticmethod
+    async def _one_by_one(
+        chunks: Iterable[Any], build: Callable[[Any], _T] | None
+    ) -> AsyncGenerator[_T, None]:
+        # Each chunk is built when it is asked for, as the SDK builds a live
+        # one, so the first chunk comes at once however long the stream.
+        for chunk in chunks:
+            yield chunk if build is None else build(chunk)
 
     async def close(self) -> None:
         """Stop the replay: later iteration yields nothing."""
