@@ -17,8 +17,9 @@ PROCESSES = 4
 ROUNDS = 250
 KEYS = 24
 
-WORKER = textwrap.dedent(
-    """
+WORKER = (
+    textwrap.dedent(
+        """
     import asyncio, json, random, sys
     from memo import async_disk_cache
 
@@ -59,7 +60,10 @@ WORKER = textwrap.dedent(
 
     asyncio.run(main())
     """
-).replace("{rounds}", str(ROUNDS)).replace("{keys}", str(KEYS))
+    )
+    .replace("{rounds}", str(ROUNDS))
+    .replace("{keys}", str(KEYS))
+)
 
 
 async def test_four_processes_hammer_one_folder(tmp_path: Path) -> None:
