@@ -200,6 +200,10 @@ class DiskStore:
         # waiting on the loop's thread; the caller then reads on the pool.
         con = sqlite3.connect(path, timeout=0, isolation_level=None)
         con.execute("PRAGMA query_only = ON")
+        # diskcache's own settings for its connections: a page cache and a
+        # memory map large enough that a big cache's index stays in memory.
+        con.execute("PRAGMA cache_size = 8192")
+        con.execute("PRAGMA mmap_size = 67108864")
         self._readers.con = (self._generation, con)
         return con
 
@@ -238,8 +242,13 @@ class DiskStore:
         return await self._run(self._get, key)
 
     async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
-        """Store ``value`` under ``key`` for ``ttl`` seconds (None: no expiry)."""
-        await self._run(self._set, key, value, ttl)
+        """Store ``value`` under ``key`` for ``ttl`` seconds (None: no expiry).
+
+        Once called, the write happens even if the caller is cancelled (as
+        ``asyncio.run`` does to leftover tasks on exit): SQLite commits it whole
+        or not at all, and the thread pool finishes it before the process ends.
+        """
+        await asyncio.shield(self._run(self._set, key, value, ttl))
 
     async def delete(self, key: str) -> bool:
         """Drop ``key``; return whether it existed."""
