@@ -481,22 +481,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: the arguments after the program name; default ``sys.argv[1:]``.
     """
     args = _parser().parse_args(argv)
-    if args.command is None:
-        return demo()
+    name = args.command or "demo"
     try:
-        status: int = args.run(args)
+        status: int = demo() if args.command is None else args.run(args)
     except CliError as exc:
-        print(f"memo {args.command}: error: {exc}", file=sys.stderr)
+        print(f"memo {name}: error: {exc}", file=sys.stderr)
         return 1
-    except BrokenPipeError:
+    except BrokenPipeError:  # also `python -m memo | head`
         # The reader left (`memo stats | head`): say nothing more, like other tools.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
     except (OSError, sqlite3.Error) as exc:
-        print(f"memo {args.command}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"memo {name}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"memo {args.command}: interrupted", file=sys.stderr)
+        print(f"memo {name}: interrupted", file=sys.stderr)
         return 130
     return status
