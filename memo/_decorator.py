@@ -369,7 +369,7 @@ class CachedFunction(Generic[P, R]):
         if flights is None:
             flights = self._flights[loop] = {}
         flight = flights.get(key)
-        if flight is None:
+        if flight is None or flight.future.cancelled():
             # No await between this read and registering the flight below, so
             # concurrent callers still run the function once.
             data = self._read_nowait(key)
@@ -394,6 +394,10 @@ class CachedFunction(Generic[P, R]):
             flight.waiters -= 1
             if flight.waiters == 0 and not flight.future.done() and flight.task is not None:
                 flight.task.cancel()
+                # The cancelled run may take a while to wind down: a caller
+                # arriving meanwhile starts afresh instead of joining it.
+                if flights.get(key) is flight:
+                    del flights[key]
         return result
 
     def _read_nowait(self, key: str) -> bytes | None:

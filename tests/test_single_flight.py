@@ -314,3 +314,32 @@ async def test_no_task_exception_is_left_unretrieved() -> None:
         assert reports == []
     finally:
         loop.set_exception_handler(None)
+
+
+async def test_a_call_while_a_cancelled_run_winds_down_starts_afresh() -> None:
+    """A call made while a cancelled run is still winding down runs anew, not into the cancel."""
+    started, released = asyncio.Event(), asyncio.Event()
+    runs = 0
+
+    @async_disk_cache(store=MemoryStore())
+    async def fn(x: int) -> int:
+        nonlocal runs
+        runs += 1
+        started.set()
+        if runs == 1:
+            try:
+                await asyncio.Event().wait()  # until cancelled
+            finally:
+                await released.wait()  # a slow clean-up
+        return runs
+
+    first = asyncio.create_task(fn(1))
+    await asyncio.wait_for(started.wait(), BOUND)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    second = asyncio.create_task(fn(1))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    released.set()
+    assert await asyncio.wait_for(second, BOUND) == 2
