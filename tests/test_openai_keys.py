@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -107,6 +108,19 @@ async def test_extra_body_is_the_same_as_the_parameter_it_sends(
     client = memo.openai.cached(openai_client)
     await client.chat.completions.create(**BASE, seed=1)
     await client.chat.completions.create(**BASE, extra_body={"seed": 1})
+    assert openai_server.count() == 1
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf], ids=["nan", "inf"])
+async def test_a_value_the_sdk_cannot_send_never_hits(
+    openai_server: FakeOpenAI, openai_client: AsyncOpenAI, value: float
+) -> None:
+    """temperature=nan is refused by the SDK, never answered with temperature=None's entry."""
+    client = memo.openai.cached(openai_client)
+    await client.chat.completions.create(**BASE, temperature=None)
+    with pytest.raises(ValueError, match="JSON"):
+        await client.chat.completions.create(**BASE, temperature=value)
+    assert memo.openai.last_call_was_hit() is False
     assert openai_server.count() == 1
 
 

@@ -20,12 +20,12 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import functools
+import json
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar, cast, get_args
 
-import orjson
 import pydantic
 from openai import AsyncOpenAI, AsyncStream
 from openai._types import NotGiven, Omit
@@ -87,15 +87,23 @@ def _keep(result: Any) -> bool:
 
 
 def _json_default(value: Any) -> Any:
+    # What the SDK's JSON encoder accepts beyond plain JSON, encoded as it does.
     if isinstance(value, pydantic.BaseModel):
         return value.model_dump(mode="json", by_alias=True, exclude_unset=True, warnings=False)
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
     msg = f"{type(value).__qualname__} cannot be sent as JSON"
     raise TypeError(msg)
 
 
 def _as_sent(value: Any) -> Any:
-    """Return ``value`` as the JSON a server receives (tuples become lists, models dicts)."""
-    return orjson.loads(orjson.dumps(value, default=_json_default, option=orjson.OPT_NON_STR_KEYS))
+    """Return ``value`` as the JSON a server receives (tuples become lists, models dicts).
+
+    Encoded like the SDK encodes a body: a value it refuses to send (NaN, an
+    infinity) raises here too, rather than getting the key of another request
+    (orjson would write ``null``, the key of ``None``).
+    """
+    return json.loads(json.dumps(value, default=_json_default, allow_nan=False))
 
 
 def _without_omitted(*mappings: Mapping[str, Any] | None) -> dict[str, Any]:
