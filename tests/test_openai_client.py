@@ -128,6 +128,26 @@ async def test_concurrent_identical_requests_are_sent_once(
     assert (info.hits, info.misses) == (19, 1)
 
 
+async def test_joined_callers_each_get_their_own_object(
+    openai_server: FakeOpenAI, openai_client: AsyncOpenAI
+) -> None:
+    """Two callers of one flight: the SDK decodes base64 for one and leaves it for the other."""
+    client = memo.openai.cached(openai_client)
+    openai_server.gate.clear()
+    calls = asyncio.gather(
+        client.embeddings.create(model="fake-embed", input="abc"),
+        client.embeddings.create(model="fake-embed", input="abc", encoding_format="base64"),
+    )
+    task = asyncio.ensure_future(calls)
+    assert await asyncio.to_thread(openai_server.wait_for, 1)
+    openai_server.gate.set()
+    decoded, raw = await task
+    assert openai_server.count() == 1
+    assert memo.openai.cache_info(client).hits == 1
+    assert decoded.data[0].embedding == [1.0, 3.0, 0.0, 0.25]
+    assert isinstance(raw.data[0].embedding, str)
+
+
 async def test_errors_are_raised_and_never_stored(
     openai_server: FakeOpenAI, openai_client: AsyncOpenAI
 ) -> None:

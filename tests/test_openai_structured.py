@@ -44,6 +44,25 @@ async def test_parse_hit_returns_the_callers_model(
     assert isinstance(parsed.steps[0], Step)
     assert parsed == first.choices[0].message.parsed
     assert second == first
+    assert second._request_id == first._request_id is not None
+
+
+async def test_parse_keeps_the_request_id(
+    openai_server: FakeOpenAI, openai_client: AsyncOpenAI
+) -> None:
+    """Parsed results carry the API's request id, as the SDK's own parse results do."""
+    client = memo.openai.cached(openai_client)
+    chat = await client.chat.completions.parse(
+        model="fake", messages=MESSAGES, response_format=Weather
+    )
+    response = await client.responses.parse(model="fake", input="Paris?", text_format=Weather)
+    uncached = await openai_client.chat.completions.parse(
+        model="fake", messages=MESSAGES, response_format=Weather
+    )
+    assert uncached._request_id is not None
+    assert chat._request_id is not None
+    assert response._request_id is not None
+    assert openai_server.count() == 3
 
 
 async def test_editing_the_model_changes_the_key(

@@ -249,7 +249,7 @@ class _OpenAICache:
         result = await self._function(kwargs.get("cast_to"))(request)
         _last_hit.set(not request.sent)
         if post_parser is not None:
-            result = post_parser(result)
+            result = _post_process(post_parser, result)
         return result
 
     # -- streams --------------------------------------------------------------
@@ -323,6 +323,29 @@ class _OpenAICache:
 
     async def cache_clear(self) -> int:
         return await self.functions[ChatCompletion].cache_clear()
+
+
+def _post_process(post_parser: Callable[[Any], Any], result: Any) -> Any:
+    """Run the SDK's per-call parser on this caller's own copy of ``result``.
+
+    Callers that joined one flight share one object, and a parser may change it
+    in place (the base64 embeddings decoder does): a caller that asked for
+    base64 would then get floats. The parser builds a new object for
+    structured outputs, so the request id the SDK sets on what it returns is
+    carried over, as the SDK does after its parser.
+    """
+    if isinstance(result, pydantic.BaseModel):
+        result = result.model_copy(deep=True)
+    parsed = post_parser(result)
+    request_id = getattr(result, "_request_id", None)
+    if (
+        parsed is not result
+        and isinstance(parsed, pydantic.BaseModel)
+        and isinstance(request_id, str)
+        and getattr(parsed, "_request_id", None) is None
+    ):
+        parsed._request_id = request_id
+    return parsed
 
 
 async def _nothing() -> None:
