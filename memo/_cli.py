@@ -18,15 +18,17 @@ import os
 import sqlite3
 import sys
 import time
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import orjson
 
+from memo._demo import DemoError
 from memo._demo import main as demo
 from memo._keys import namespace_of, namespace_prefix
-from memo.stores.disk import DiskStore, default_directory
+from memo.stores.disk import DiskStore, _own_file, default_directory
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -38,6 +40,7 @@ _MODE_RAW = 1  # diskcache's modes: bytes in the row, bytes in a file, text, pic
 _MODE_BINARY = 2
 _MODE_PICKLE = 4
 _COLUMNS = "key, raw, store_time, expire_time, size, mode, filename"
+_LAST_TIME = 253402300800  # 10000-01-01: later times cannot be printed as dates
 _SIZE = "CASE WHEN filename IS NULL THEN length(value) ELSE size END"  # bytes of the value
 
 
@@ -79,8 +82,17 @@ class _Folder:
             raise CliError(msg)
         try:
             self._db = sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)
-            self._db.execute("SELECT key, raw, store_time, expire_time FROM Cache LIMIT 1")
         except sqlite3.Error as exc:
+            msg = f"cannot open {database} ({exc})"
+            raise CliError(msg) from None
+        try:
+            # diskcache's tables, with every column memo reads or writes: `clear`
+            # and `prune` open the folder with diskcache, which would otherwise
+            # add its tables to some other program's cache.db.
+            self._db.execute(f"SELECT {_COLUMNS}, value, tag FROM Cache LIMIT 0")  # noqa: S608
+            self._db.execute("SELECT key, value FROM Settings LIMIT 0")
+        except sqlite3.Error as exc:
+            self._db.close()
             msg = f"{directory} is not a memo cache ({database.name}: {exc})"
             raise CliError(msg) from None
         self.other = 0  # rows memo did not write (non-text keys)
@@ -92,10 +104,23 @@ class _Folder:
         # `where` is one of this module's fixed clauses; values are bound parameters.
         sql = f"SELECT {_COLUMNS}, {_SIZE} FROM Cache {where} ORDER BY store_time"  # noqa: S608
         for key, raw, stored, expires, _, mode, filename, size in self._db.execute(sql, args):
-            if not raw or not isinstance(key, str) or ":" not in key:
+            # SQLite keeps whatever type a row was given: a row that diskcache
+            # did not write for memo may hold text where times belong.
+            stored_at = _timestamp(stored)
+            expires_at = None if expires is None else _timestamp(expires)
+            if (
+                not raw
+                or not isinstance(key, str)
+                or ":" not in key
+                or stored_at is None
+                or (expires is not None and expires_at is None)
+                or not (size is None or type(size) is int)
+                or type(mode) is not int
+                or not (filename is None or isinstance(filename, str))
+            ):
                 self.other += 1
                 continue
-            yield _Entry(key, namespace_of(key), stored or 0.0, expires, size or 0, mode, filename)
+            yield _Entry(key, namespace_of(key), stored_at, expires_at, size or 0, mode, filename)
 
     def entries(self) -> list[_Entry]:
         self.other = 0
@@ -131,9 +156,18 @@ class _Folder:
         return value if isinstance(value, bytes) else str(value).encode()
 
 
+def _timestamp(value: object) -> float | None:
+    """Return ``value`` as a Unix time that can be printed, or None."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < _LAST_TIME:
+        return float(value)
+    return None
+
+
 @contextlib.contextmanager
 def _open(directory: str | None) -> Iterator[_Folder]:
-    folder = _Folder(Path(directory).expanduser() if directory else default_directory())
+    # Absolute: sqlite3 opens the folder's database through a file: URI.
+    path = Path(directory).expanduser() if directory else default_directory()
+    folder = _Folder(path.absolute())
     try:
         yield folder
     finally:
@@ -188,22 +222,42 @@ def _disk_usage(directory: Path) -> int:
 
 
 def _table(rows: list[list[str]], right: frozenset[int] = frozenset()) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    rows = [[_printable(cell) for cell in row] for row in rows]
+    widths = [max(_width(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
     for row in rows:
         cells = [
-            cell.rjust(width) if i in right else cell.ljust(width)
+            " " * (width - _width(cell)) + cell
+            if i in right
+            else cell + " " * (width - _width(cell))
             for i, (cell, width) in enumerate(zip(row, widths, strict=True))
         ]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
 
 
+def _printable(text: str) -> str:
+    r"""Return ``text`` with every character a terminal could act on escaped.
+
+    Namespaces, keys and values come from whoever wrote the cache: an ESC or
+    CSI in them must reach the screen as ``\x1b``, not move the cursor.
+    """
+    return "".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in text)
+
+
+def _width(text: str) -> int:
+    # East Asian wide characters take two columns in a terminal.
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
     if args.json:
-        print(json.dumps(data, indent=2, ensure_ascii=False))
+        document = json.dumps(data, indent=2, ensure_ascii=False)
+        # JSON escapes C0 controls itself; escape the rest (DEL, C1, ...) the
+        # same way, so the document stays valid and harmless on a terminal.
+        print("".join(c if c.isprintable() or c == "\n" else json.dumps(c)[1:-1] for c in document))
     else:
-        print(text)
+        print(_printable(text))
 
 
 # -- commands -----------------------------------------------------------------
@@ -323,6 +377,11 @@ def _show(args: argparse.Namespace) -> int:
                 "decoded": False,
                 "note": f"a diskcache pickle entry, {entry.size} bytes, not decoded",
             }
+        elif entry.mode == _MODE_BINARY and not _own_file(entry.filename):
+            # diskcache names its value files itself; a row naming another
+            # path ("../../.ssh/id_ed25519") would print a file memo never wrote.
+            note = f"the entry names the file {entry.filename!r}, not one of the cache's; not read"
+            described = {"serializer": None, "decoded": False, "note": note}
         elif entry.mode in (_MODE_RAW, _MODE_BINARY):
             described = _decode(folder.read(entry))
         else:
@@ -360,7 +419,13 @@ def _confirm(question: str, args: argparse.Namespace) -> None:
     if not sys.stdin.isatty():
         msg = "refusing to clear without confirmation: stdin is not a terminal; pass --yes"
         raise CliError(msg)
-    answer = input(f"{question} [y/N] ").strip().lower()
+    # The question goes to stderr: stdout is the answer (`--json > out.json`),
+    # and a prompt hidden in a redirected stdout would leave the user waiting.
+    print(f"{_printable(question)} [y/N] ", end="", file=sys.stderr, flush=True)
+    line = sys.stdin.readline()
+    if not line.endswith("\n"):  # end of input (Ctrl-D): no, on a line of its own
+        print(file=sys.stderr)
+    answer = line.strip().lower()
     if answer not in ("y", "yes"):
         msg = "nothing cleared"
         raise CliError(msg)
@@ -430,15 +495,22 @@ def _prune(args: argparse.Namespace) -> int:
 # -- the parser ---------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors in one line like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--dir",
         metavar="D",
         help="cache folder (default: $MEMO_CACHE_DIR, else the user cache folder)",
     )
     common.add_argument("--json", action="store_true", help="print machine-readable JSON")
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="memo",
         description=(
             "memo: memoize coroutines on disk. With no command, run a short demo; "
@@ -484,16 +556,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = args.command or "demo"
     try:
         status: int = demo() if args.command is None else args.run(args)
-    except CliError as exc:
-        print(f"memo {name}: error: {exc}", file=sys.stderr)
+    except (CliError, DemoError) as exc:
+        print(f"memo {name}: error: {_printable(str(exc))}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # also `python -m memo | head`
         # The reader left (`memo stats | head`): say nothing more, like other tools.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
-    except (OSError, sqlite3.Error) as exc:
-        print(f"memo {name}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except Exception as exc:
+        # A command line answers in one line, not a traceback: OSError,
+        # sqlite3.Error, diskcache.Timeout (a folder locked by a writer), ...
+        print(f"memo {name}: error: {type(exc).__name__}: {_printable(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"memo {name}: interrupted", file=sys.stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import sqlite3
 import subprocess
 import sys
 import time
@@ -26,7 +27,10 @@ class Forecast(pydantic.BaseModel):
 
 
 def memo_cli(
-    *args: str, stdin: int | None = subprocess.DEVNULL
+    *args: str,
+    stdin: int | None = subprocess.DEVNULL,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run `python -m memo ARGS` with the test's environment ($MEMO_CACHE_DIR included)."""
     return subprocess.run(
@@ -34,6 +38,8 @@ def memo_cli(
         capture_output=True,
         text=True,
         stdin=stdin,
+        cwd=cwd,
+        env=None if env is None else {**os.environ, **env},
         timeout=60,
         check=False,
     )
@@ -252,7 +258,7 @@ def test_clear_asks_on_a_terminal(keys: dict[str, str], answer: bytes, left: int
     finally:
         os.close(terminal)
         os.close(controller)
-    assert "Drop 2 entries of namespace 'weather'" in result.stdout
+    assert "Drop 2 entries of namespace 'weather'" in result.stderr
     assert result.returncode == (0 if left == 0 else 1)
     counts = {
         ns["namespace"]: ns["entries"] for ns in as_json(memo_cli("stats", "--json"))["namespaces"]
@@ -314,3 +320,208 @@ def test_help_lists_the_commands() -> None:
     assert result.returncode == 0
     for command in ("stats", "ls", "show", "clear", "prune"):
         assert command in result.stdout
+
+
+def answer_on_a_terminal(answer: bytes, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the command with a terminal on stdin that has ``answer`` typed into it."""
+    controller, terminal = pty.openpty()
+    try:
+        os.write(controller, answer)
+        return memo_cli(*args, stdin=terminal)
+    finally:
+        os.close(terminal)
+        os.close(controller)
+
+
+def test_clear_asks_on_stderr_so_stdout_stays_json(keys: dict[str, str]) -> None:
+    """The question goes to stderr: `clear --json` on a terminal still prints only JSON."""
+    result = answer_on_a_terminal(b"y\n", "clear", "weather", "--json")
+    assert "Drop 2 entries" in result.stderr
+    assert as_json(result)["cleared"] == 2
+
+
+def test_clear_end_of_input_at_the_question_drops_nothing(keys: dict[str, str]) -> None:
+    """Ctrl-D at the question means no: one line, exit status 1, no traceback."""
+    result = answer_on_a_terminal(b"\x04", "clear", "weather")
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == "memo clear: error: nothing cleared"
+    assert "Traceback" not in result.stderr
+    assert as_json(memo_cli("stats", "--json"))["entries"] == 7
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(("ls",), id="missing-namespace"),
+        pytest.param(("bogus",), id="unknown-command"),
+        pytest.param(("stats", "--dir"), id="dir-without-value"),
+        pytest.param(("stats", "--bogus"), id="unknown-option"),
+    ],
+)
+def test_malformed_command_line_is_one_line(args: tuple[str, ...]) -> None:
+    """A malformed command line is one line on stderr pointing at --help, exit status 2."""
+    result = memo_cli(*args)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "error: " in lines[0]
+    assert "--help" in lines[0]
+
+
+@pytest.mark.parametrize("how", ["--dir", "MEMO_CACHE_DIR"])
+async def test_relative_cache_folder(tmp_path: Path, how: str) -> None:
+    """A folder given relative to the working directory is read like an absolute one."""
+    await fill(tmp_path / "here")
+    if how == "--dir":
+        result = memo_cli("stats", "--json", "--dir", "here", cwd=tmp_path)
+    else:
+        result = memo_cli("stats", "--json", cwd=tmp_path, env={"MEMO_CACHE_DIR": "here"})
+    data = as_json(result)
+    assert data["directory"] == str(tmp_path / "here")
+    assert data["entries"] == 7
+
+
+def plant_rows(cache_dir: Path, rows: list[dict[str, Any]]) -> None:
+    """Insert rows into the folder's diskcache table behind diskcache's back."""
+    defaults = {"raw": 1, "store_time": 1.0, "expire_time": None, "access_time": 1.0}
+    defaults |= {"access_count": 0, "tag": None, "size": 0, "mode": 1, "filename": None}
+    with sqlite3.connect(cache_dir / "cache.db") as db:
+        for row in rows:
+            full = {**defaults, "value": b"x", **row}
+            columns = ", ".join(full)
+            marks = ", ".join("?" * len(full))
+            db.execute(f"INSERT INTO Cache ({columns}) VALUES ({marks})", list(full.values()))
+
+
+CRAFTED = [
+    {"key": "weather::text-time", "store_time": "yesterday"},
+    {"key": "weather::far-future", "store_time": 1e300},
+    {"key": "weather::text-expiry", "expire_time": "soon"},
+    {"key": "weather::text-size", "size": "big", "mode": 2, "filename": "00/00/x.val"},
+    {"key": "weather::blob-mode", "mode": b"\x01"},
+]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(("stats",), id="stats"),
+        pytest.param(("ls", "weather"), id="ls"),
+        pytest.param(("show", "weather::text-time"), id="show"),
+        pytest.param(("prune",), id="prune"),
+    ],
+)
+def test_rows_of_the_wrong_types_are_other_rows(
+    keys: dict[str, str], cache_dir: Path, args: tuple[str, ...]
+) -> None:
+    """Rows holding text or absurd numbers where times and sizes belong are left alone."""
+    plant_rows(cache_dir, CRAFTED)
+    result = memo_cli(*args, "--json")
+    if args[0] == "show":
+        assert result.returncode == 1
+        assert result.stderr.startswith("memo show: error: no entry with key")
+        return
+    data = as_json(result)
+    if args[0] == "stats":
+        assert data["entries"] == 7
+        assert data["other_entries"] == len(CRAFTED)
+    elif args[0] == "ls":
+        assert sorted(row["key"] for row in data) == sorted(
+            [keys["json"], memo_key("weather", {"city": "Lyon", "days": 5})]
+        )
+    else:
+        assert data["dropped"] == 1
+
+
+def memo_key(namespace: str, arguments: dict[str, Any]) -> str:
+    """The key `weather(**arguments)` has in `fill`'s cache."""
+
+    @async_disk_cache(namespace=namespace)
+    async def weather(city: str, days: int = 3) -> dict[str, Any]:
+        raise AssertionError
+
+    return weather.cache_key(**arguments)
+
+
+def test_show_never_reads_a_file_outside_the_folder(
+    keys: dict[str, str], cache_dir: Path, tmp_path: Path
+) -> None:
+    """A crafted row naming a file elsewhere is described; the file is never printed."""
+    secret = tmp_path / "id_ed25519"
+    secret.write_bytes(b'M\x01\x04json"the private key"')
+    plant_rows(
+        cache_dir,
+        [
+            {"key": "weather::absolute", "mode": 2, "filename": str(secret), "value": None},
+            {"key": "weather::dots", "mode": 2, "filename": "../../id_ed25519", "value": None},
+        ],
+    )
+    for key in ("weather::absolute", "weather::dots"):
+        data = as_json(memo_cli("show", key, "--json"))
+        assert data["decoded"] is False
+        assert "not read" in data["note"]
+        text = memo_cli("show", key)
+        assert "private key" not in text.stdout
+
+
+async def test_terminal_controls_are_escaped(cache_dir: Path) -> None:
+    """ESC and CSI in namespaces and values never reach the terminal; JSON keeps them exact."""
+    namespace = "paint\x1b[2J\x1b]0;owned\x07"
+    value = "red\x1b[31m\x9b2J\u2028"
+
+    @async_disk_cache(namespace=namespace)
+    async def painted() -> str:
+        return value
+
+    await painted()
+    await painted.store.close()
+    outputs = [
+        memo_cli("stats"),
+        memo_cli("ls", namespace),
+        memo_cli("show", painted.cache_key()),
+        memo_cli("prune"),
+        memo_cli("ls", "nowhere"),  # the error names the namespaces it found
+        memo_cli("stats", "--json"),
+        memo_cli("show", painted.cache_key(), "--json"),
+    ]
+    for result in outputs:
+        for control in ("\x1b", "\x07", "\x9b", "\u2028"):
+            assert control not in result.stdout + result.stderr
+    assert "paint\\x1b[2J" in outputs[0].stdout
+    assert json.loads(outputs[5].stdout)["namespaces"][0]["namespace"] == namespace
+    shown = json.loads(outputs[6].stdout)
+    assert (shown["namespace"], shown["value"]) == (namespace, value)
+
+
+async def test_tables_line_up_with_wide_characters(cache_dir: Path) -> None:
+    """Namespaces in CJK (two columns per character) keep the stats table aligned."""
+    for namespace in ("天気", "weather"):
+
+        @async_disk_cache(namespace=namespace)
+        async def f() -> int:
+            return 1
+
+        await f()
+    await f.store.close()
+    lines = memo_cli("stats").stdout.splitlines()
+    table = lines[lines.index("") + 1 :]
+    ends = {sum(2 if "\u4e00" <= c <= "\u9fff" else 1 for c in line) for line in table}
+    assert len(ends) == 1, table
+
+
+def test_a_foreign_cache_db_is_refused_and_left_alone(tmp_path: Path) -> None:
+    """A cache.db of another program with a `Cache` table is not a memo cache, and not written."""
+    folder = tmp_path / "other"
+    folder.mkdir()
+    with sqlite3.connect(folder / "cache.db") as db:
+        db.execute("CREATE TABLE Cache (key, raw, store_time, expire_time, size, mode, filename)")
+        db.execute("INSERT INTO Cache VALUES ('a::x', 1, 1.0, NULL, 1, 1, NULL)")
+    before = (folder / "cache.db").read_bytes()
+    for args in (("stats",), ("clear", "a", "--yes"), ("prune",)):
+        result = memo_cli(*args, "--dir", str(folder))
+        assert result.returncode == 1
+        assert "is not a memo cache" in result.stderr
+        assert len(result.stderr.splitlines()) == 1
+    assert (folder / "cache.db").read_bytes() == before
+    assert sorted(p.name for p in folder.iterdir()) == ["cache.db"]
