@@ -18,12 +18,16 @@ from memo.stores.disk import DiskStore
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-__all__ = ["NAMESPACE", "main"]
+__all__ = ["NAMESPACE", "DemoError", "main"]
 
 NAMESPACE = "memo-demo.forecast"
 DELAY = 0.6  # seconds the fake forecast takes: slow enough to see, short enough to wait for
 
 _runs = 0
+
+
+class DemoError(Exception):
+    """The demo cannot run: printed as one line, exit status 1."""
 
 
 @async_disk_cache(namespace=NAMESPACE)
@@ -66,7 +70,27 @@ def _verdict(runs: int, hits: int, errors: int, *, first: bool) -> str:
     return "hit: read from disk, did not run"
 
 
+async def _open_store() -> None:
+    """Open the cache folder first, so that an unusable one is one clear error.
+
+    Without this the tour would run (memo fails open), log every failed read
+    and write, and tell a story about a cache that never worked.
+    """
+    store = forecast.store
+    if not isinstance(store, DiskStore):  # pragma: no cover - the demo uses the default store
+        return
+    try:
+        await asyncio.to_thread(lambda: store.cache)
+    except Exception as exc:
+        msg = (
+            f"cannot use the cache folder {store.directory} ({type(exc).__name__}: {exc}); "
+            f"point $MEMO_CACHE_DIR at a folder you can write"
+        )
+        raise DemoError(msg) from None
+
+
 async def _tour() -> int:
+    await _open_store()
     print("memo demo: a slow coroutine, cached on disk\n")
     print(f"    @async_disk_cache(namespace={NAMESPACE!r})")
     print("    async def forecast(city: str, days: int = 3) -> dict:")

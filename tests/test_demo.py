@@ -61,3 +61,26 @@ def test_demo_timings_show_the_hit_is_fast(tmp_path: Path) -> None:
     hit = float(step(lines, 2).split(" s ")[0].split()[-1])
     assert miss >= 0.5
     assert hit < miss / 5
+
+
+def test_demo_with_an_unusable_folder_is_one_line(tmp_path: Path) -> None:
+    """A cache folder that cannot be created is one error line and exit 1, not a failing tour."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    env = {**os.environ, "MEMO_CACHE_DIR": str(blocker / "cache")}
+    result = subprocess.run(
+        [sys.executable, "-m", "memo"],
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"memo demo: error: cannot use the cache folder {blocker / 'cache'} "
+        f"(NotADirectoryError: [Errno 20] Not a directory: '{blocker / 'cache'}'); "
+        "point $MEMO_CACHE_DIR at a folder you can write"
+    ]
