@@ -15,7 +15,10 @@ ask for the awkward cases over real HTTP:
   ``reasoning_content`` field);
 - ``fake-error``: HTTP 500 (streamed: two chunks, then an error event);
 - ``fake-truncated``: streamed only: chunks, then the connection ends without
-  a finish reason.
+  a finish reason;
+- ``fake-cut-after-finish``: streamed only: the connection ends right after the
+  first choice's finish reason (before the other choices, the usage chunk and
+  ``[DONE]``).
 
 A Responses request with ``background=True`` is answered ``status="queued"``.
 ``GET /v1/models`` lists one model.
@@ -211,7 +214,7 @@ def chat_completion(n: int, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def chat_chunks(n: int, body: dict[str, Any]) -> list[dict[str, Any]]:
-    """Answer a streamed chat completion request, as the chunks to send."""
+    """Answer a streamed chat completion request, as the chunks to send (choice by choice)."""
     words = chat_completion(n, body)["choices"][0]["message"]["content"] or ""
     base = {
         "id": f"chatcmpl-{n}",
@@ -222,15 +225,43 @@ def chat_chunks(n: int, body: dict[str, Any]) -> list[dict[str, Any]]:
     }
     deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
     deltas += [{"content": piece + " "} for piece in words.split(" ")]
-    chunks = [
-        {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}]}
-        for delta in deltas
-    ]
-    chunks.append(
-        {**base, "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}]}
-    )
+    chunks = []
+    for index in range(body.get("n") or 1):
+        chunks += [
+            {
+                **base,
+                "choices": [
+                    {"index": index, "delta": delta, "logprobs": None, "finish_reason": None}
+                ],
+            }
+            for delta in deltas
+        ]
+        chunks.append(
+            {
+                **base,
+                "choices": [
+                    {"index": index, "delta": {}, "logprobs": None, "finish_reason": "stop"}
+                ],
+            }
+        )
     if (body.get("stream_options") or {}).get("include_usage"):
         chunks.append({**base, "choices": [], "usage": _usage(n)})
+    return chunks
+
+
+def streamed_chat_chunks(n: int, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The chunks sent for a streamed chat request, as the awkward models change them."""
+    chunks = chat_chunks(n, body)
+    model = body.get("model")
+    if model == "fake-error":
+        return [*chunks[:2], {"error": {"message": "boom", "type": "server"}}]
+    if model == "fake-truncated":
+        return [c for c in chunks if c["choices"] and not c["choices"][0]["finish_reason"]]
+    if model == "fake-cut-after-finish":
+        finished = [
+            i for i, c in enumerate(chunks) if c["choices"] and c["choices"][0]["finish_reason"]
+        ]
+        return chunks[: finished[0] + 1]
     return chunks
 
 
@@ -290,23 +321,33 @@ def response(n: int, body: dict[str, Any], status: str = "completed") -> dict[st
 
 
 def response_events(n: int, body: dict[str, Any]) -> list[dict[str, Any]]:
-    """Answer a streamed Responses API request, as the events to send."""
+    """Answer a streamed Responses API request, as the events to send (as the API orders them)."""
     done = response(n, body)
-    text = done["output"][0]["content"][0]["text"]
+    item = done["output"][0]
+    part = item["content"][0]
+    text = part["text"]
     started = {**response(n, body, status="in_progress"), "output": []}
-    events: list[dict[str, Any]] = [{"type": "response.created", "response": started}]
-    for piece in text.split(" "):
-        events.append(
-            {
-                "type": "response.output_text.delta",
-                "item_id": f"msg_{n}",
-                "output_index": 0,
-                "content_index": 0,
-                "delta": piece + " ",
-                "logprobs": [],
-            }
-        )
-    events.append({"type": "response.completed", "response": done})
+    where = {"item_id": item["id"], "output_index": 0, "content_index": 0}
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": started},
+        {
+            "type": "response.output_item.added",
+            "output_index": 0,
+            "item": {**item, "status": "in_progress", "content": []},
+        },
+        {"type": "response.content_part.added", **where, "part": {**part, "text": ""}},
+    ]
+    pieces = text.split(" ")
+    events += [
+        {"type": "response.output_text.delta", **where, "delta": delta, "logprobs": []}
+        for delta in [piece + " " for piece in pieces[:-1]] + pieces[-1:]
+    ]
+    events += [
+        {"type": "response.output_text.done", **where, "text": text, "logprobs": []},
+        {"type": "response.content_part.done", **where, "part": part},
+        {"type": "response.output_item.done", "output_index": 0, "item": item},
+        {"type": "response.completed", "response": done},
+    ]
     return [{**event, "sequence_number": i} for i, event in enumerate(events)]
 
 
@@ -346,16 +387,8 @@ def _handler_for(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             stream = bool(body.get("stream"))
             if path == "/v1/chat/completions":
                 if stream:
-                    chunks = chat_chunks(n, body)
-                    if model == "fake-error":
-                        chunks = [*chunks[:2], {"error": {"message": "boom", "type": "server"}}]
-                    if model == "fake-truncated":
-                        chunks = [
-                            c
-                            for c in chunks
-                            if c["choices"] and not c["choices"][0]["finish_reason"]
-                        ]
-                    self._send_events(chunks, done=model != "fake-truncated")
+                    cut = model in {"fake-truncated", "fake-cut-after-finish"}
+                    self._send_events(streamed_chat_chunks(n, body), done=not cut)
                 elif model == "fake-error":
                     self._send_json(500, {"error": {"message": "boom", "type": "server"}})
                 else:

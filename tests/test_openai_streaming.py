@@ -102,6 +102,25 @@ async def test_a_stream_cut_short_is_not_stored(
     assert openai_server.count() == 2
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        pytest.param({"n": 2}, id="two-choices"),
+        pytest.param({"n": 2, "stream_options": {"include_usage": True}}, id="two-choices-usage"),
+    ],
+)
+async def test_a_complete_stream_of_several_choices_replays(
+    openai_server: FakeOpenAI, openai_client: AsyncOpenAI, params: dict[str, Any]
+) -> None:
+    """n=2: a stream in which both choices finish is stored and replayed."""
+    client = memo.openai.cached(openai_client)
+    first = await _chat_stream(client, **params)
+    second = await _chat_stream(client, **params)
+    assert {c.choices[0].index for c in first if c.choices} == {0, 1}
+    assert second == first
+    assert openai_server.count() == 1
+
+
 async def test_stream_and_plain_requests_are_separate_entries(
     openai_server: FakeOpenAI, openai_client: AsyncOpenAI
 ) -> None:
@@ -128,6 +147,23 @@ async def test_responses_stream_replays(
         runs.append([event async for event in stream])
     assert runs[1] == runs[0]
     assert [type(e).__name__ for e in runs[1]][-1] == "ResponseCompletedEvent"
+    assert openai_server.count() == 1
+
+
+async def test_responses_stream_helper_works_on_a_replay(
+    openai_server: FakeOpenAI, openai_client: AsyncOpenAI
+) -> None:
+    """responses.stream() builds the same events and final response from a replay."""
+    client = memo.openai.cached(openai_client)
+    runs = []
+    for _ in range(2):
+        async with client.responses.stream(model="fake", input="Tell me") as stream:
+            kinds = [event.type async for event in stream]
+            runs.append((kinds, await stream.get_final_response()))
+    assert memo.openai.last_call_was_hit() is True
+    assert runs[1] == runs[0]
+    assert runs[0][1].output_text == "Echo #1: Tell me"
+    assert "response.output_text.delta" in runs[0][0]
     assert openai_server.count() == 1
 
 
