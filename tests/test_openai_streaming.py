@@ -105,6 +105,24 @@ async def test_a_stream_cut_short_is_not_stored(
 @pytest.mark.parametrize(
     "params",
     [
+        pytest.param({"n": 2}, id="second-choice-missing"),
+        pytest.param({"stream_options": {"include_usage": True}}, id="usage-chunk-missing"),
+    ],
+)
+async def test_a_stream_cut_after_a_finish_reason_is_not_stored(
+    openai_server: FakeOpenAI, openai_client: AsyncOpenAI, params: dict[str, Any]
+) -> None:
+    """A stream that ends before its other choices or its usage chunk is forwarded, not stored."""
+    client = memo.openai.cached(openai_client)
+    for _ in range(2):
+        chunks = await _chat_stream(client, model="fake-cut-after-finish", **params)
+        assert chunks[-1].choices[0].finish_reason == "stop"
+    assert openai_server.count() == 2
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
         pytest.param({"n": 2}, id="two-choices"),
         pytest.param({"n": 2, "stream_options": {"include_usage": True}}, id="two-choices-usage"),
     ],

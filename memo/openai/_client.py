@@ -291,14 +291,28 @@ class _OpenAICache:
         self.streams.misses += 1
         live = await real_post(path, **kwargs)
         if store is not None and isinstance(live, AsyncStream):
-            finished = functools.partial(self._save_stream, store, store_key, path, serializer)
+            finished = functools.partial(
+                self._save_stream,
+                store=store,
+                key=store_key,
+                path=path,
+                body=key["body"],
+                serializer=serializer,
+            )
             live._iterator = record(live._iterator, finished)
         return live
 
     async def _save_stream(
-        self, store: Store, key: str, path: str, serializer: ChunksSerializer, chunks: list[Any]
+        self,
+        chunks: list[Any],
+        *,
+        store: Store,
+        key: str,
+        path: str,
+        body: Any,
+        serializer: ChunksSerializer,
     ) -> None:
-        if not _complete(path, chunks):
+        if not _complete(path, body, chunks):
             return
         try:
             data = self._stream_serializer_header + serializer.dumps(chunks)
@@ -352,15 +366,30 @@ async def _nothing() -> None:
     """A request that is only keyed, never sent."""
 
 
-def _complete(path: str, chunks: list[Any]) -> bool:
-    """Whether a stream that ended also finished: a server can hang up midway."""
+def _complete(path: str, body: Any, chunks: list[Any]) -> bool:
+    """Whether a stream that ended also finished: a server can hang up midway.
+
+    The SDK ends a stream without an error when the connection closes, so a
+    chat stream counts as finished only when every choice asked for (``n``)
+    has a finish reason and, when ``include_usage`` was asked for, the usage
+    chunk that comes after them arrived.
+    """
+    body = body if isinstance(body, dict) else {}
     if path == "/chat/completions":
-        return any(
-            choice.get("finish_reason")
+        finished = {
+            choice.get("index")
             for chunk in chunks
             for choice in chunk.get("choices") or ()
-            if isinstance(choice, dict)
-        )
+            if isinstance(choice, dict) and choice.get("finish_reason")
+        }
+        n = body.get("n")
+        wanted = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
+        if not finished >= set(range(wanted)):
+            return False
+        options = body.get("stream_options")
+        if isinstance(options, dict) and options.get("include_usage"):
+            return any(chunk.get("usage") for chunk in chunks)
+        return True
     if path == "/responses":
         return bool(chunks) and chunks[-1].get("type") in {
             "response.completed",
