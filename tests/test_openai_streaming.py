@@ -10,8 +10,11 @@ from openai import AsyncStream
 
 import memo
 import memo.openai
+from memo.openai._streams import record
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from fake_openai import FakeOpenAI
     from openai import AsyncOpenAI
 
@@ -211,3 +214,22 @@ async def test_bypass_streams_live_and_leaves_the_entry(
     assert live[0].id != first[0].id
     assert await _chat_stream(client) == first
     assert openai_server.count() == 2
+
+
+async def test_a_chunk_that_cannot_be_recorded_still_reaches_the_caller() -> None:
+    """Recording never costs a chunk: one it cannot turn into JSON ends the recording only."""
+
+    async def live() -> AsyncIterator[Any]:
+        for chunk in ("not", "a", "model"):
+            yield chunk
+
+    saved: list[list[Any]] = []
+    errors: list[Exception] = []
+
+    async def finished(chunks: list[Any]) -> None:
+        saved.append(chunks)
+
+    received = [chunk async for chunk in record(live(), finished, errors.append)]
+    assert received == ["not", "a", "model"]
+    assert saved == []
+    assert [type(error) for error in errors] == [TypeError]

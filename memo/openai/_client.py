@@ -299,7 +299,8 @@ class _OpenAICache:
                 body=key["body"],
                 serializer=serializer,
             )
-            live._iterator = record(live._iterator, finished)
+            failed = functools.partial(self._fail, "recording the stream")
+            live._iterator = record(live._iterator, finished, failed)
         return live
 
     async def _save_stream(

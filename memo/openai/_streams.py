@@ -17,19 +17,29 @@ _T = TypeVar("_T")
 
 
 async def record(
-    live: AsyncIterator[_T], finished: Callable[[list[Any]], Awaitable[None]]
+    live: AsyncIterator[_T],
+    finished: Callable[[list[Any]], Awaitable[None]],
+    failed: Callable[[Exception], None],
 ) -> AsyncGenerator[_T, None]:
     """Yield ``live``'s chunks unchanged; once it ends normally, hand their JSON to ``finished``.
 
     A consumer that stops early, an error from the server, or a cancellation
     never reaches the end of the loop, so an incomplete stream is never stored.
+    A chunk that cannot be recorded is handed to ``failed`` and the stream goes
+    on unrecorded: recording never costs the caller a chunk.
     """
-    recorded: list[Any] = []
+    recorded: list[Any] | None = []
     async for chunk in live:
-        # Turned into JSON now: the consumer may change the chunk objects later.
-        recorded.append(api_json(chunk))
+        if recorded is not None:
+            try:
+                # Turned into JSON now: the consumer may change the chunk objects later.
+                recorded.append(api_json(chunk))
+            except Exception as exc:
+                recorded = None
+                failed(exc)
         yield chunk
-    await finished(recorded)
+    if recorded is not None:
+        await finished(recorded)
 
 
 class _ReplayedResponse:
