@@ -23,7 +23,7 @@ import redis
 import redis.asyncio
 from redis_server import redis_server_binary
 
-from memo import RedisStore, async_disk_cache
+from memo import MemoWarning, RedisStore, async_disk_cache
 from memo._keys import store_key
 from memo.stores.redis import RedisUnavailableError
 
@@ -92,8 +92,14 @@ def test_import_memo_without_redis() -> None:
 
 @pytest.mark.parametrize(
     ("ci", "outcome"),
-    [("true", pytest.fail.Exception), (None, pytest.skip.Exception)],
-    ids=["ci-fails", "local-skips"],
+    [
+        ("true", pytest.fail.Exception),
+        ("True", pytest.fail.Exception),
+        ("1", pytest.fail.Exception),
+        ("false", pytest.skip.Exception),
+        (None, pytest.skip.Exception),
+    ],
+    ids=["ci-fails", "ci-True-fails", "ci-1-fails", "ci-false-skips", "local-skips"],
 )
 def test_missing_redis_server(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, ci: str | None, outcome: type[BaseException]
@@ -257,7 +263,7 @@ async def test_close_releases_connections(redis_server: RedisServer, raw: redis.
 
 WORKER = """
 import asyncio, json, os, sys
-from memo import RedisStore, async_disk_cache
+from memo import MemoWarning, RedisStore, async_disk_cache
 
 @async_disk_cache(namespace="shared.square", store=RedisStore(os.environ["REDIS_URL"]))
 async def square(x: int) -> int:
@@ -382,3 +388,36 @@ async def test_hung_server_costs_bounded_time(redis_server: RedisServer) -> None
     assert await inc(0) == 1
     assert inc.cache_info().hits == 1
     await store.close()
+
+
+@pytest.mark.parametrize(
+    ("timeout", "warns"), [(None, True), (1.0, False)], ids=["no-timeout", "timeout"]
+)
+async def test_client_without_socket_timeout_warns(timeout: float | None, warns: bool) -> None:
+    """A client that would wait forever on a hung Redis gets a MemoWarning naming the fix."""
+    client = redis.asyncio.Redis(host="127.0.0.1", port=1, socket_timeout=timeout)
+    try:
+        if warns:
+            with pytest.warns(MemoWarning, match="socket_timeout=1"):
+                RedisStore(client=client)
+        else:
+            RedisStore(client=client)  # filterwarnings=error: any warning fails here
+    finally:
+        await client.aclose()
+
+
+async def test_user_client_errors_name_the_server(redis_server: RedisServer) -> None:
+    """With a user's client, the cooldown error names host, port and db, not pool internals."""
+    client = redis.asyncio.Redis.from_url(
+        redis_server.url, socket_timeout=0.25, socket_connect_timeout=0.25
+    )
+    store = RedisStore(client=client, cooldown=60)
+    redis_server.kill()
+    with pytest.raises(redis.ConnectionError):
+        await store.get("k")
+    with pytest.raises(RedisUnavailableError) as caught:
+        await store.get("k")
+    message = str(caught.value)
+    assert f"Redis at 127.0.0.1:{redis_server.port}/0 failed" in message
+    assert "ConnectionPool" not in message
+    await client.aclose()

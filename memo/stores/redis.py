@@ -23,10 +23,12 @@ import re
 import secrets
 import threading
 import time
+import warnings
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from memo._keys import namespace_prefix
+from memo._report import MemoWarning
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -74,6 +76,13 @@ def _masked(url: str) -> str:
     host = parts.netloc.rpartition("@")[2]
     user = parts.username or ""
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def _client_settings(client: object) -> dict[str, Any]:
+    """Return the connection settings of a ``redis.asyncio.Redis`` (empty if unknown)."""
+    pool = getattr(client, "connection_pool", None)
+    settings = getattr(pool, "connection_kwargs", None)
+    return settings if isinstance(settings, dict) else {}
 
 
 def _import_redis() -> Any:
@@ -124,9 +133,13 @@ class RedisStore:
             ``"redis://cache.internal:6379/0"``. Query options in the URL
             (``?socket_timeout=5``) win over the arguments below.
         client: a ``redis.asyncio.Redis`` to use instead of a URL; it must
-            not decode responses. Its own timeouts and retries apply.
+            not decode responses. Its own timeouts and retries apply, so give
+            it a ``socket_timeout`` (memo warns when it has none).
         prefix: prepended to every key, so that several applications (or
             several caches of one application) can share a Redis database.
+            Give each a prefix that does not begin another one's (not
+            ``"memo:"`` beside ``"memo:staging:"``): keys are ``prefix`` plus
+            the namespace, so nested prefixes can meet.
         socket_timeout: seconds to wait for an answer (default 1).
         socket_connect_timeout: seconds to wait for a connection (default 1).
         retries: how many times a command that failed on the connection is
@@ -146,8 +159,8 @@ class RedisStore:
             instead of computing it too. If the run fails (or its result is
             not stored), they wait until the lock expires, then compute it
             themselves: choose a little more than the function's usual time.
-        **options: passed on to ``redis.asyncio.Redis.from_url``
-            (``max_connections``, ``password``, ``ssl_ca_certs``, ...).
+        **options: passed on to the connection pool's ``from_url``
+            (``password``, ``ssl_ca_certs``, ``health_check_interval``, ...).
 
     Raises:
         ImportError: the ``redis`` package is missing (``pip install 'memo[redis]'``).
@@ -184,6 +197,16 @@ class RedisStore:
         elif options:
             msg = f"options {sorted(options)} only apply to a URL; configure your client instead"
             raise TypeError(msg)
+        elif _client_settings(client).get("socket_timeout", 0) is None:
+            # redis-py before 6 waits without limit by default: a frozen server
+            # would then hang every cached call, where memo promises bounded time.
+            warnings.warn(
+                "memo: this Redis client has no socket_timeout, so a hung Redis server "
+                "would hang every cached call; create it with socket_timeout=1 and "
+                "socket_connect_timeout=1 (or pass RedisStore a URL)",
+                MemoWarning,
+                stacklevel=2,
+            )
         for name, number in (
             ("socket_timeout", socket_timeout),
             ("socket_connect_timeout", socket_connect_timeout),
@@ -296,7 +319,13 @@ class RedisStore:
         return result
 
     def _where(self) -> str:
-        return _masked(self.url) if self.url is not None else repr(self._user_client)
+        if self.url is not None:
+            return _masked(self.url)
+        # The client's repr runs to a screen of pool internals: name the server.
+        settings = _client_settings(self._user_client)
+        if "path" in settings:
+            return f"unix://{settings['path']}"
+        return f"{settings.get('host', '?')}:{settings.get('port', '?')}/{settings.get('db', 0)}"
 
     # -- the Store protocol ---------------------------------------------------
 
