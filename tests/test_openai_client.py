@@ -209,6 +209,29 @@ async def test_cached_client_is_a_copy_of_the_same_class(openai_client: AsyncOpe
     assert "post" not in vars(openai_client)
 
 
+class EarlyClient(AsyncOpenAI):
+    """A client that makes its resources when built, as openai releases before 1.7x did."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        assert self.embeddings is not None
+        assert self.chat.completions is not None
+
+
+async def test_resources_made_with_the_client_are_cached(openai_server: FakeOpenAI) -> None:
+    """Resources that exist before cached() returns are cached too, not silently sent."""
+    async with EarlyClient(
+        base_url=openai_server.base_url, api_key="sk-test", max_retries=0
+    ) as raw:
+        client = memo.openai.cached(raw)
+        assert "embeddings" in vars(client)
+        for _ in range(2):
+            await client.embeddings.create(model="fake-embed", input="a")
+            await client.chat.completions.create(model="fake", messages=MESSAGES)
+    assert openai_server.count() == 2
+    assert memo.openai.cache_info(client).hits == 2
+
+
 async def test_original_client_stays_uncached(
     openai_server: FakeOpenAI, openai_client: AsyncOpenAI
 ) -> None:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast, get_args
 
 import pydantic
 from openai import AsyncOpenAI, AsyncStream
+from openai._resource import AsyncAPIResource
 from openai._types import NotGiven, Omit
 from openai.types.chat import ChatCompletion
 
@@ -400,12 +401,15 @@ def _complete(path: str, body: Any, chunks: list[Any]) -> bool:
 
 
 def _attach(cache: _OpenAICache, client: ClientT) -> ClientT:
-    # Resources bind client.post when first used, so this must happen before
-    # any resource of this client exists: it is always a fresh copy.
+    # A resource keeps the client's post from when it is made: recent SDKs
+    # make them on first use (after this, since the client is a fresh copy);
+    # older ones, and subclasses, make some in __init__, so repoint those.
     attributes = vars(client)
     real_post = client.post
     real_copy = client.copy
-    attributes["post"] = functools.partial(cache.post, client, real_post)
+    cached_post = functools.partial(cache.post, client, real_post)
+    attributes["post"] = cached_post
+    _repoint(attributes.values(), real_post, cached_post, seen=set())
 
     def copy(*args: Any, **kwargs: Any) -> ClientT:
         return _attach(cache, real_copy(*args, **kwargs))
@@ -413,6 +417,18 @@ def _attach(cache: _OpenAICache, client: ClientT) -> ClientT:
     attributes["copy"] = attributes["with_options"] = copy
     attributes["_memo_openai_cache"] = cache
     return client
+
+
+def _repoint(values: Iterable[Any], real_post: Any, cached_post: Any, *, seen: set[int]) -> None:
+    """Point resources already made (and the ones they hold) at the cached post."""
+    for value in list(values):
+        if not isinstance(value, AsyncAPIResource) or id(value) in seen:
+            continue
+        seen.add(id(value))
+        attributes = vars(value)
+        if attributes.get("_post") == real_post:
+            attributes["_post"] = cached_post
+        _repoint(attributes.values(), real_post, cached_post, seen=seen)
 
 
 def _cache_of(client: AsyncOpenAI) -> _OpenAICache | None:
