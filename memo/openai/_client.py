@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast, get_args
 
 import pydantic
 from openai import AsyncOpenAI, AsyncStream
+from openai._models import BaseModel as SDKModel
 from openai._resource import AsyncAPIResource
 from openai._types import NotGiven, Omit
 from openai.types.chat import ChatCompletion
@@ -356,7 +357,7 @@ def _post_process(post_parser: Callable[[Any], Any], result: Any) -> Any:
     request_id = getattr(result, "_request_id", None)
     if (
         parsed is not result
-        and isinstance(parsed, pydantic.BaseModel)
+        and isinstance(parsed, SDKModel)
         and isinstance(request_id, str)
         and getattr(parsed, "_request_id", None) is None
     ):
