@@ -135,3 +135,60 @@ def test_every_page_is_in_the_nav() -> None:
     assert len(listed) == len(set(listed))
     on_disk = sorted(page.name for page in DOCS.glob("*.md"))
     assert sorted(listed) == on_disk
+
+
+# `test_file.py::test_name`, or `::test_name` after a file named earlier on the page.
+TEST_REFERENCE = re.compile(r"`(?P<file>test_\w+\.py)?(?:::(?P<name>\w+))?`")
+
+
+def broken_test_references(text: str, tests: Path) -> list[str]:
+    """The `test_x.py::test_y` references in ``text`` that name no test in ``tests``."""
+    broken, last = [], None
+    for match in TEST_REFERENCE.finditer(text):
+        file, name = match.group("file"), match.group("name")
+        if file is None and name is None:
+            continue
+        file = file or last
+        last = file
+        path = tests / file if file else None
+        exists = path is not None and path.is_file()
+        text = path.read_text("utf-8") if exists and path is not None else ""
+        if not exists or (name and not re.search(rf"^\s*(async )?def {name}\(", text, re.M)):
+            broken.append(match.group(0))
+    return broken
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if p.exists()], ids=page_id)
+def test_named_tests_exist(page: Path) -> None:
+    """Every test a page cites as evidence (`test_x.py::test_y`) exists under tests/."""
+    assert broken_test_references(page.read_text("utf-8"), ROOT / "tests") == []
+
+
+def test_a_renamed_test_is_a_broken_reference() -> None:
+    """The reference check catches a missing file, a missing test, and one after `::` only."""
+    text = (
+        "`test_docs.py::test_named_tests_exist`, `::test_no_such_thing`, "
+        "`test_nowhere.py`, `test_docs.py`, `::test_a_renamed_test_is_a_broken_reference`"
+    )
+    assert broken_test_references(text, ROOT / "tests") == [
+        "`::test_no_such_thing`",
+        "`test_nowhere.py`",
+    ]
+
+
+def slug(heading: str) -> str:
+    """The anchor mkdocs gives a heading (its default `toc` slugify)."""
+    text = re.sub(r"[^\w\s-]", "", heading.strip().lower())
+    return re.sub(r"[-\s]+", "-", text).strip("-")
+
+
+LINK = re.compile(r"\]\((?P<page>[\w.-]+\.md)?#(?P<anchor>[\w-]+)\)")
+
+
+@pytest.mark.parametrize("page", sorted(DOCS.glob("*.md")), ids=page_id)
+def test_links_to_headings_exist(page: Path) -> None:
+    """Every `page.md#anchor` (or `#anchor`) link points at a heading of that page."""
+    for match in LINK.finditer(page.read_text("utf-8")):
+        target = DOCS / match.group("page") if match.group("page") else page
+        headings = re.findall(r"^#+\s+(.+)$", target.read_text("utf-8"), re.M)
+        assert match.group("anchor") in {slug(h) for h in headings}, match.group(0)
