@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from fake_openai import API_KEY
+from openai import AsyncOpenAI
 from pydantic import BaseModel
 
 import memo.openai
@@ -14,7 +15,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from fake_openai import FakeOpenAI
-    from openai import AsyncOpenAI
 
 
 class Answer(BaseModel):
@@ -54,8 +54,28 @@ async def test_api_key_bytes_are_in_no_cache_file(
     assert b"Echo #1: Hi" in stored, "the scan must see the stored responses"
 
 
-@pytest.mark.parametrize("header", ["Authorization", "api-key", "Cookie"])
+@pytest.mark.parametrize("header", ["Authorization", "api-key", "X-Api-Key", "Cookie"])
 def test_credential_headers_cannot_be_keyed(openai_client: AsyncOpenAI, header: str) -> None:
     """Naming a credential header in key_headers is refused."""
     with pytest.raises(ValueError, match="credentials"):
         memo.openai.cached(openai_client, key_headers=(header,))
+
+
+async def test_a_keyed_header_carrying_the_api_key_is_never_keyed(
+    openai_server: FakeOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A keyed header whose value holds the API key: the call is sent uncached and reported."""
+    async with AsyncOpenAI(
+        base_url=openai_server.base_url,
+        api_key=API_KEY,
+        default_headers={"X-Upstream-Auth": f"Token {API_KEY}"},
+    ) as raw:
+        client = memo.openai.cached(raw, key_headers=("X-Upstream-Auth",))
+        for _ in range(2):
+            answer = await client.chat.completions.create(
+                model="fake", messages=[{"role": "user", "content": "Hi"}]
+            )
+    assert answer.id == "chatcmpl-2"
+    assert openai_server.count() == 2
+    assert "x-upstream-auth carries the API key" in caplog.text
+    assert API_KEY not in caplog.text

@@ -59,7 +59,9 @@ ClientT = TypeVar("ClientT", bound=AsyncOpenAI)
 CACHED_PATHS = frozenset({"/chat/completions", "/embeddings", "/responses"})
 
 # Never part of a key, even when asked for: they carry credentials.
-_SECRET_HEADERS = frozenset({"authorization", "api-key", "cookie", "proxy-authorization"})
+_SECRET_HEADERS = frozenset(
+    {"authorization", "api-key", "x-api-key", "cookie", "proxy-authorization"}
+)
 
 # A Responses API object in one of these states is not an answer yet (or is a
 # failure): it is returned, never stored.
@@ -208,11 +210,21 @@ class _OpenAICache:
         }
         if self.key_headers:
             headers = _without_omitted(client.default_headers, options.get("headers"))
-            key["headers"] = {
+            key["headers"] = keyed = {
                 name.lower(): str(value)
                 for name, value in headers.items()
                 if name.lower() in self.key_headers
             }
+            api_key = getattr(client, "api_key", None)
+            if isinstance(api_key, str) and api_key:
+                leaking = sorted(name for name, value in keyed.items() if api_key in value)
+                if leaking:
+                    # Refused here, so the request goes out uncached and reported.
+                    msg = (
+                        f"header {', '.join(leaking)} carries the API key, and credentials "
+                        f"never go into a key: take it out of key_headers"
+                    )
+                    raise ValueError(msg)
         return key
 
     async def post(
