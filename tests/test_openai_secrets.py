@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -65,6 +66,7 @@ async def test_a_keyed_header_carrying_the_api_key_is_never_keyed(
     openai_server: FakeOpenAI, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A keyed header whose value holds the API key: the call is sent uncached and reported."""
+    caplog.set_level(logging.DEBUG, logger="memo")  # repeats of a failure kind log at DEBUG
     async with AsyncOpenAI(
         base_url=openai_server.base_url,
         api_key=API_KEY,
