@@ -13,6 +13,7 @@ ask for the awkward cases over real HTTP:
 - ``fake-odd``: a chat completion the SDK accepts without validating it
   (``finish_reason="eos"``, ``role="model"``, a float ``created``, an unknown
   ``reasoning_content`` field);
+- ``fake-length``: every choice ends with ``finish_reason="length"``;
 - ``fake-error``: HTTP 500 (streamed: two chunks, then an error event);
 - ``fake-truncated``: streamed only: chunks, then the connection ends without
   a finish reason;
@@ -204,6 +205,9 @@ def chat_completion(n: int, body: dict[str, Any]) -> dict[str, Any]:
         "usage": _usage(n),
         "system_fingerprint": f"fp_{n}",
     }
+    if model == "fake-length":
+        for choice in choices:
+            choice["finish_reason"] = "length"
     if model == "fake-odd":
         answer["created"] = CREATED + n + 0.5
         answer["choices"][0]["finish_reason"] = "eos"

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import openai
-from pydantic import BaseModel
+import pydantic
+import pytest
+from pydantic import BaseModel, field_validator
 
 import memo.openai
 
@@ -24,6 +26,42 @@ class Weather(BaseModel):
     city: str
     celsius: float
     steps: list[Step]
+
+
+class Known(BaseModel):
+    city: str
+
+    @field_validator("city")
+    @classmethod
+    def known(cls, value: str) -> str:
+        if value == "example":  # what the test server puts in every string
+            msg = "unknown city"
+            raise ValueError(msg)
+        return value
+
+
+@pytest.mark.parametrize(
+    ("model", "response_format", "error"),
+    [
+        pytest.param("fake", Known, pydantic.ValidationError, id="fails-the-model"),
+        pytest.param("fake-length", Weather, openai.LengthFinishReasonError, id="cut-short"),
+    ],
+)
+async def test_an_answer_the_parser_refuses_is_not_stored(
+    openai_server: FakeOpenAI,
+    openai_client: AsyncOpenAI,
+    model: str,
+    response_format: type[BaseModel],
+    error: type[Exception],
+) -> None:
+    """An answer parse() raises for is raised each time, as without memo, and never stored."""
+    client = memo.openai.cached(openai_client)
+    for _ in range(2):
+        with pytest.raises(error):
+            await client.chat.completions.parse(
+                model=model, messages=MESSAGES, response_format=response_format
+            )
+    assert openai_server.count() == 2
 
 
 async def test_parse_hit_returns_the_callers_model(

@@ -257,9 +257,11 @@ class _OpenAICache:
         # The per-call post-processing (structured-output parsing, base64
         # decoding) runs after the cache, so the stored value is what the API sent.
         post_parser = options.pop("post_parser", None)
-        request = _Request(
-            key, functools.partial(real_post, path, **{**kwargs, "options": options})
-        )
+        send: Callable[[], Awaitable[Any]]
+        send = functools.partial(real_post, path, **{**kwargs, "options": options})
+        if post_parser is not None:
+            send = functools.partial(_checked, send, post_parser)
+        request = _Request(key, send)
         result = await self._function(kwargs.get("cast_to"))(request)
         _last_hit.set(not request.sent)
         if post_parser is not None:
@@ -352,6 +354,18 @@ class _OpenAICache:
 
     async def cache_clear(self) -> int:
         return await self.functions[ChatCompletion].cache_clear()
+
+
+async def _checked(send: Callable[[], Awaitable[Any]], post_parser: Callable[[Any], Any]) -> Any:
+    """Send, and raise what the SDK's parser raises for the answer, so it is never stored.
+
+    A structured output cut short (``LengthFinishReasonError``) or that fails
+    the caller's model, or an embedding list that came back empty, raises for
+    the caller as it does without memo; stored, it would raise on every hit.
+    """
+    result = await send()
+    _post_process(post_parser, result)
+    return result
 
 
 def _post_process(post_parser: Callable[[Any], Any], result: Any) -> Any:
