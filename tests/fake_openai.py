@@ -15,6 +15,8 @@ ask for the awkward cases over real HTTP:
   ``reasoning_content`` field);
 - ``fake-length``: every choice ends with ``finish_reason="length"``;
 - ``fake-error``: HTTP 500 (streamed: two chunks, then an error event);
+- ``fake-error-200``: an ``{"error": ...}`` body with HTTP 200, as some
+  OpenAI-compatible servers answer;
 - ``fake-truncated``: streamed only: chunks, then the connection ends without
   a finish reason;
 - ``fake-cut-after-finish``: streamed only: the connection ends right after the
@@ -395,6 +397,8 @@ def _handler_for(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                     self._send_events(streamed_chat_chunks(n, body), done=not cut)
                 elif model == "fake-error":
                     self._send_json(500, {"error": {"message": "boom", "type": "server"}})
+                elif model == "fake-error-200":
+                    self._send_json(200, {"error": {"message": f"overloaded #{n}", "code": 429}})
                 else:
                     self._send_json(200, chat_completion(n, body))
             elif path == "/v1/embeddings":

@@ -159,6 +159,19 @@ async def test_errors_are_raised_and_never_stored(
     assert openai_server.count() == 2
 
 
+async def test_an_error_sent_with_http_200_is_not_stored(
+    openai_server: FakeOpenAI, openai_client: AsyncOpenAI
+) -> None:
+    """An error body some servers send with status 200 is returned but asked again next time."""
+    client = memo.openai.cached(openai_client)
+    answers = [
+        await client.chat.completions.create(model="fake-error-200", messages=MESSAGES)
+        for _ in range(2)
+    ]
+    assert [a.error["message"] for a in answers] == ["overloaded #1", "overloaded #2"]  # type: ignore[attr-defined]
+    assert openai_server.count() == 2
+
+
 async def test_unfinished_responses_are_not_stored(
     openai_server: FakeOpenAI, openai_client: AsyncOpenAI
 ) -> None:

@@ -87,6 +87,10 @@ def last_call_was_hit() -> bool:
 
 
 def _keep(result: Any) -> bool:
+    # Some OpenAI-compatible servers answer an error with HTTP 200 and an
+    # "error" object, which the SDK turns into a response without choices.
+    if getattr(result, "error", None):
+        return False
     return getattr(result, "status", None) not in _UNFINISHED
 
 
