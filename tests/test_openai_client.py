@@ -61,18 +61,24 @@ async def test_repeated_chat_completion_is_one_http_request(
             "/v1/chat/completions",
             id="chat-n3-temperature",
         ),
+        pytest.param(
+            lambda c: c.chat.completions.create(model="fake-odd", messages=MESSAGES),
+            "/v1/chat/completions",
+            id="chat-odd-payload",
+        ),
     ],
 )
 async def test_each_endpoint_is_cached(
     openai_server: FakeOpenAI, openai_client: AsyncOpenAI, call: Any, path: str
 ) -> None:
-    """embeddings.create, responses.create and sampled chat requests are answered once."""
+    """embeddings, Responses, sampled and odd (unvalidated) chat answers are sent once."""
     client = memo.openai.cached(openai_client)
     first = await call(client)
     second = await call(client)
     assert openai_server.count(path) == 1
     assert second == first
     assert memo.openai.last_call_was_hit() is True
+    assert memo.openai.cache_info(client).errors == 0
 
 
 async def test_embeddings_hit_is_decoded_like_a_miss(
