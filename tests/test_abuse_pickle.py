@@ -146,7 +146,7 @@ async def test_pickle_planted_in_redis_is_never_loaded(
     if enveloped:
         raw = envelope_header(b"pickle") + raw
     client = redis.asyncio.Redis.from_url(redis_server.url)
-    await client.set(store.prefix + value.cache_key(4), raw)
+    await client.set(store.prefix + "|" + value.cache_key(4), raw)
     assert await value(4) == {"i": 4}
     assert await value(4) == {"i": 4}
     assert not marker.exists()

@@ -145,13 +145,13 @@ def test_repr_hides_password() -> None:
 
 @pytest.mark.parametrize("form", ["url", "client"])
 async def test_url_and_client_forms(redis_server: RedisServer, raw: redis.Redis, form: str) -> None:
-    """Both forms store plain values under prefix + key, visible to any Redis client."""
+    """Both forms store plain values under prefix + "|" + key, visible to any Redis client."""
     client = redis.asyncio.Redis.from_url(redis_server.url) if form == "client" else None
     store = RedisStore(redis_server.url) if client is None else RedisStore(client=client)
     try:
         k = store_key("forms", None, "abc")
         await store.set(k, b"\x00value")
-        assert raw.get("memo:" + k) == b"\x00value"
+        assert raw.get("memo:|" + k) == b"\x00value"
         assert await store.get(k) == b"\x00value"
     finally:
         await store.close()
@@ -178,22 +178,36 @@ async def test_decoding_client_is_refused(redis_server: RedisServer) -> None:
             await store.get("k")
 
 
+def test_a_prefix_with_the_separator_is_refused() -> None:
+    """A prefix may not contain '|', the separator that keeps nested prefixes apart."""
+    with pytest.raises(ValueError, match="without '\\|'"):
+        RedisStore("redis://127.0.0.1:6379/0", prefix="a|b")
+
+
 async def test_ttl_is_the_server_expiry(redis_server: RedisServer, raw: redis.Redis) -> None:
     """A ttl becomes the key's expiry on the server; no ttl means no expiry."""
     store = RedisStore(redis_server.url)
     await store.set("with-ttl", b"v", ttl=60)
     await store.set("without", b"v")
-    assert 59_000 < raw.pttl("memo:with-ttl") <= 60_000
-    assert raw.pttl("memo:without") == -1
+    assert 59_000 < raw.pttl("memo:|with-ttl") <= 60_000
+    assert raw.pttl("memo:|without") == -1
     await store.set("with-ttl", b"v")
-    assert raw.pttl("memo:with-ttl") == -1
+    assert raw.pttl("memo:|with-ttl") == -1
     await store.close()
 
 
 @pytest.mark.parametrize(
     ("first", "second"),
-    [("app1:", "app2:"), ("a*", "ab"), ("a?", "ab"), ("[ab]", "a"), ("x\\", "x"), ("", "memo:")],
-    ids=["apps", "star", "question-mark", "brackets", "backslash", "empty-vs-default"],
+    [
+        ("app1:", "app2:"),
+        ("a*", "ab"),
+        ("a?", "ab"),
+        ("[ab]", "a"),
+        ("x\\", "x"),
+        ("", "memo:"),
+        ("memo:", "memo:shared-name:"),
+    ],
+    ids=["apps", "star", "question-mark", "brackets", "backslash", "empty-vs-default", "nested"],
 )
 async def test_prefixes_keep_applications_apart(
     redis_server: RedisServer, raw: redis.Redis, first: str, second: str
@@ -204,8 +218,8 @@ async def test_prefixes_keep_applications_apart(
     k = store_key("shared-name", None, "d")
     await one.set(k, b"one")
     await two.set(k, b"two")
-    assert raw.get(first + k) == b"one"
-    assert raw.get(second + k) == b"two"
+    assert raw.get(first + "|" + k) == b"one"
+    assert raw.get(second + "|" + k) == b"two"
     assert await one.clear("shared-name") == 1
     assert await one.get(k) is None
     assert await two.get(k) == b"two"

@@ -108,7 +108,7 @@ class _LoopClient:
 class RedisStore:
     """Entries in Redis, for a cache shared by many processes and machines.
 
-    Values are stored as plain Redis strings under ``prefix + key``; ``ttl``
+    Values are stored as plain Redis strings under ``prefix + "|" + key``; ``ttl``
     becomes the server's own expiry (``SET ... PX``). ``clear(namespace)``
     walks the namespace's keys with ``SCAN MATCH`` and drops them with
     ``UNLINK`` in batches, so it never blocks the server the way ``KEYS``
@@ -137,9 +137,9 @@ class RedisStore:
             it a ``socket_timeout`` (memo warns when it has none).
         prefix: prepended to every key, so that several applications (or
             several caches of one application) can share a Redis database.
-            Give each a prefix that does not begin another one's (not
-            ``"memo:"`` beside ``"memo:staging:"``): keys are ``prefix`` plus
-            the namespace, so nested prefixes can meet.
+            It may not contain ``|``, the separator between prefix and key,
+            so even nested prefixes (``"memo:"`` beside ``"memo:staging:"``)
+            never reach each other's keys.
         socket_timeout: seconds to wait for an answer (default 1).
         socket_connect_timeout: seconds to wait for a connection (default 1).
         retries: how many times a command that failed on the connection is
@@ -230,8 +230,13 @@ class RedisStore:
             redis.exceptions.TimeoutError,
         )
         self._pool_full: type[BaseException] = redis.exceptions.MaxConnectionsError
+        if not isinstance(prefix, str) or "|" in prefix:
+            msg = f"prefix must be a str without '|' (memo's separator), got {prefix!r}"
+            raise ValueError(msg)
         self.url = url
         self.prefix = prefix
+        # The separator no prefix contains: "a" and "a:b" never share keys.
+        self._base = prefix + "|"
         self.socket_timeout = socket_timeout
         self.socket_connect_timeout = socket_connect_timeout
         self.retries = retries
@@ -343,7 +348,7 @@ class RedisStore:
         return value
 
     async def _read(self, key: str) -> bytes | None:
-        value = await self._call(lambda client: client.get(self.prefix + key))
+        value = await self._call(lambda client: client.get(self._base + key))
         if value is None or type(value) is bytes:
             return value
         msg = (
@@ -354,7 +359,7 @@ class RedisStore:
 
     async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
         """Store ``value`` under ``key``; Redis itself drops it after ``ttl`` seconds."""
-        name = self.prefix + key
+        name = self._base + key
         if ttl is None:
             await self._call(lambda client: client.set(name, value))
         elif ttl <= 0:
@@ -399,11 +404,11 @@ class RedisStore:
 
     async def delete(self, key: str) -> bool:
         """Drop ``key``; return whether it existed."""
-        return bool(await self._call(lambda client: client.unlink(self.prefix + key)))
+        return bool(await self._call(lambda client: client.unlink(self._base + key)))
 
     async def clear(self, namespace: str) -> int:
         """Drop every entry of ``namespace`` (``SCAN`` + ``UNLINK``); return how many."""
-        pattern = _glob_escape(self.prefix + namespace_prefix(namespace)) + "*"
+        pattern = _glob_escape(self._base + namespace_prefix(namespace)) + "*"
 
         async def drop(client: Redis) -> int:
             dropped = 0
