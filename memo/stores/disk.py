@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import re
@@ -12,6 +13,7 @@ import sys
 import threading
 import time
 import warnings
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -117,9 +119,12 @@ def _prepare_directory(path: Path) -> None:
 class DiskStore:
     """Entries in a diskcache folder: survives restarts, shared by processes.
 
-    The folder is created with mode 0o700 on first use. Blocking SQLite and file
-    work runs on a small thread pool, never on the event loop's thread. Values
-    are read back as bytes only: entries in diskcache's pickle mode are refused,
+    The folder is created with mode 0o700 on first use. Writes, deletes, clears
+    and large reads run on one worker thread; a read of a small entry runs on
+    the caller's thread (``get_nowait``) only because it can never wait: SQLite
+    in WAL mode never makes readers wait for writers, and its busy timeout is
+    zero, so a locked database sends the read to the worker instead. Values are
+    read back as bytes only: entries in diskcache's pickle mode are refused,
     never unpickled.
 
     Args:
@@ -140,21 +145,35 @@ class DiskStore:
         self.directory = Path(directory).expanduser() if directory else default_directory()
         self.size_limit = size_limit
         self.timeout = timeout
-        self._cache: diskcache.Cache | None = None
-        self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._directory_ready = False
+        self._resources = _Resources()
+        # Closes the connections of a store dropped without close(), which
+        # Python 3.13 would otherwise report as unclosed databases.
+        weakref.finalize(self, self._resources.release)
         # One read connection per thread for get_nowait, tagged with the
         # generation it belongs to so that close() retires them all.
-        self._readers = threading.local()
+        self._local = threading.local()
         self._generation = 0
+
+    @property
+    def _cache(self) -> diskcache.Cache | None:
+        return self._resources.cache
+
+    def _ensure_directory(self) -> None:
+        # On the caller's thread, once: a MemoWarning about the folder's mode
+        # then points at the caller, and is not swallowed by a worker thread.
+        if not self._directory_ready:
+            _prepare_directory(self.directory)
+            self._directory_ready = True
 
     @property
     def cache(self) -> diskcache.Cache:
         """The underlying ``diskcache.Cache``, opened (and the folder created) on first use."""
+        self._ensure_directory()
         with self._lock:
-            if self._cache is None:
-                _prepare_directory(self.directory)
-                self._cache = diskcache.Cache(
+            if self._resources.cache is None:
+                self._resources.cache = diskcache.Cache(
                     str(self.directory),
                     timeout=self.timeout,
                     disk=_SafeDisk,
@@ -163,13 +182,18 @@ class DiskStore:
                     statistics=False,
                     tag_index=True,
                 )
-            return self._cache
+            return self._resources.cache
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        self._ensure_directory()
         with self._lock:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="memo-disk")
-            executor = self._executor
+            executor = self._resources.executor
+            if executor is None:
+                # One worker: SQLite takes one writer at a time anyway, reads
+                # mostly happen on the caller's thread (get_nowait), and one
+                # thread means one diskcache connection that close() can reach.
+                executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memo-disk")
+                self._resources.executor = executor
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(executor, functools.partial(fn, *args))
 
@@ -190,7 +214,7 @@ class DiskStore:
         return int(self.cache.evict(namespace, retry=False))
 
     def _reader(self) -> sqlite3.Connection:
-        reader: tuple[int, sqlite3.Connection] | None = getattr(self._readers, "con", None)
+        reader: tuple[int, sqlite3.Connection] | None = getattr(self._local, "con", None)
         if reader is not None and reader[0] == self._generation:
             return reader[1]
         if self._cache is None:
@@ -198,13 +222,17 @@ class DiskStore:
         path = self.directory / "cache.db"
         # timeout=0: a locked database answers "busy" at once instead of
         # waiting on the loop's thread; the caller then reads on the pool.
-        con = sqlite3.connect(path, timeout=0, isolation_level=None)
+        # check_same_thread=False only so that close() may close it from
+        # another thread; it is used by the thread that opened it alone.
+        con = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
         con.execute("PRAGMA query_only = ON")
         # diskcache's own settings for its connections: a page cache and a
         # memory map large enough that a big cache's index stays in memory.
         con.execute("PRAGMA cache_size = 8192")
         con.execute("PRAGMA mmap_size = 67108864")
-        self._readers.con = (self._generation, con)
+        self._local.con = (self._generation, con)
+        with self._lock:
+            self._resources.readers.append(con)
         return con
 
     def get_nowait(self, key: str) -> bytes | None:
@@ -261,20 +289,50 @@ class DiskStore:
     async def close(self) -> None:
         """Close the SQLite connections and the thread pool; later use reopens them."""
         with self._lock:
-            cache, self._cache = self._cache, None
-            executor, self._executor = self._executor, None
+            resources = self._resources.take()
             self._generation += 1
-        reader = getattr(self._readers, "con", None)
-        if reader is not None:
-            reader[1].close()
-            del self._readers.con
-        if cache is not None:
-            cache.close()
-        if executor is not None:
-            executor.shutdown(wait=False)
+        cache, executor = resources.cache, resources.executor
+        if cache is not None and executor is not None:
+            # diskcache keeps a connection per thread: close the worker's there.
+            await asyncio.wrap_future(executor.submit(cache.close))
+        resources.release()
 
     def __repr__(self) -> str:
         return f"DiskStore({str(self.directory)!r})"
+
+
+class _Resources:
+    """What a DiskStore opens lazily, kept apart so that a finalizer can close it."""
+
+    __slots__ = ("cache", "executor", "readers")
+
+    def __init__(self) -> None:
+        self.cache: diskcache.Cache | None = None
+        self.executor: ThreadPoolExecutor | None = None
+        self.readers: list[sqlite3.Connection] = []
+
+    def take(self) -> _Resources:
+        """Move everything into a new holder and leave this one empty."""
+        taken = _Resources()
+        taken.cache, taken.executor, taken.readers = self.cache, self.executor, self.readers
+        self.cache, self.executor, self.readers = None, None, []
+        return taken
+
+    def release(self) -> None:
+        """Close the readers and the cache, and let the worker thread end."""
+        for con in self.readers:
+            con.close()
+        self.readers = []
+        if self.cache is not None:
+            if self.executor is not None:
+                # The worker's own connection; the job runs before it exits.
+                with contextlib.suppress(RuntimeError):  # the interpreter is exiting
+                    self.executor.submit(self.cache.close)
+            self.cache.close()  # the calling thread's, if it opened one
+            self.cache = None
+        if self.executor is not None:
+            self.executor.shutdown(wait=False)
+            self.executor = None
 
 
 _shared: dict[Path, DiskStore] = {}
