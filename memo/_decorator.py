@@ -1,13 +1,16 @@
 """``async_disk_cache``: the decorator, the cached function and single flight.
 
-A call binds its arguments, builds its key, then either joins the flight
-already computing that key in this event loop or starts one. A flight is a
-task that reads the store and, on a miss, runs the function and writes the
-result; callers await it through ``asyncio.shield`` and are counted, so that
-one caller leaving cancels nothing the others still wait for, and the last
-caller leaving cancels the run (the design of async-lru). Every store or
-serializer failure is reported and counted, and the call goes on as a miss:
-a broken cache costs time, never a result.
+A call binds its arguments and builds its key, then joins the flight already
+computing that key in this event loop, if there is one. If not, it asks the
+store for the entry without awaiting (``get_nowait``, when the store can answer
+without blocking) and returns a hit at once; otherwise it starts a flight: a
+task that reads the store the slow way if needed and, on a miss, runs the
+function, writes the result and publishes it through a future. Callers await
+that future through ``asyncio.shield`` and are counted, so one caller leaving
+cancels nothing the others still wait for, and the last caller leaving cancels
+the run (the design of async-lru). Every store or serializer failure is
+reported and counted, and the call goes on as a miss: a broken cache costs
+time, never a result.
 """
 
 from __future__ import annotations
