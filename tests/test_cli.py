@@ -9,16 +9,14 @@ import sqlite3
 import subprocess
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import diskcache
 import pydantic
 import pytest
 
 from memo import PickleSerializer, async_disk_cache
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 
 class Forecast(pydantic.BaseModel):
@@ -525,3 +523,18 @@ def test_a_foreign_cache_db_is_refused_and_left_alone(tmp_path: Path) -> None:
         assert len(result.stderr.splitlines()) == 1
     assert (folder / "cache.db").read_bytes() == before
     assert sorted(p.name for p in folder.iterdir()) == ["cache.db"]
+
+
+def test_console_script_runs_the_same_command_line(keys: dict[str, str], cache_dir: Path) -> None:
+    """The `memo` script installed beside this Python answers like `python -m memo`."""
+    script = Path(sys.executable).parent / ("memo.exe" if os.name == "nt" else "memo")
+    assert script.exists(), f"no `memo` script beside {sys.executable}: reinstall memo"
+    result = subprocess.run(
+        [str(script), "stats", "--json"],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+        check=False,
+    )
+    assert as_json(result) == as_json(memo_cli("stats", "--json"))
