@@ -449,7 +449,7 @@ def _clear(args: argparse.Namespace) -> int:
     async def drop() -> int:
         try:
             if args.all:
-                return int(await asyncio.to_thread(store.cache.clear, retry=True))
+                return int(await store._run(lambda cache: cache.clear(retry=True)))
             return await store.clear(args.namespace)
         finally:
             await store.close()
@@ -470,7 +470,7 @@ def _prune(args: argparse.Namespace) -> int:
 
     async def expire() -> int:
         try:
-            return int(await asyncio.to_thread(store.cache.expire, now=now, retry=True))
+            return int(await store._run(lambda cache: cache.expire(now=now, retry=True)))
         finally:
             await store.close()
 

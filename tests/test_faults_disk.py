@@ -79,7 +79,7 @@ def caplog_debug(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
 class NoSpaceStore(DiskStore):
     """A real DiskStore whose writes fail as on a full disk (ENOSPC)."""
 
-    def _set(self, key: str, value: bytes, ttl: float | None) -> None:
+    def _set(self, cache: Any, key: str, value: bytes, ttl: float | None) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
@@ -93,22 +93,22 @@ class SqliteFullStore(DiskStore):
 
     limit = 0
 
-    def _set(self, key: str, value: bytes, ttl: float | None) -> None:
+    def _set(self, cache: Any, key: str, value: bytes, ttl: float | None) -> None:
         # Per connection, and diskcache has one per thread: set it on this one.
-        self.cache._sql(f"PRAGMA max_page_count = {self.limit}")
-        super()._set(key, value, ttl)
+        cache._sql(f"PRAGMA max_page_count = {self.limit}")
+        DiskStore._set(cache, key, value, ttl)
 
 
 class NoPermissionStore(DiskStore):
     """A DiskStore whose every read and write fails as on a folder it may not touch."""
 
-    def _get(self, key: str) -> bytes | None:
+    def _get(self, cache: Any, key: str) -> bytes | None:
         raise PermissionError(errno.EACCES, "Permission denied", str(self.directory))
 
     def get_nowait(self, key: str) -> bytes | None:
         raise PermissionError(errno.EACCES, "Permission denied", str(self.directory))
 
-    def _set(self, key: str, value: bytes, ttl: float | None) -> None:
+    def _set(self, cache: Any, key: str, value: bytes, ttl: float | None) -> None:
         raise PermissionError(errno.EACCES, "Permission denied", str(self.directory))
 
 

@@ -150,7 +150,7 @@ class DiskStore:
         self._resources = _Resources()
         # Closes the connections of a store dropped without close(), which
         # Python 3.13 would otherwise report as unclosed databases.
-        weakref.finalize(self, self._resources.release)
+        self._finalizer = weakref.finalize(self, self._resources.release)
         # One read connection per thread for get_nowait, tagged with the
         # generation it belongs to so that close() retires them all.
         self._local = threading.local()
@@ -167,13 +167,10 @@ class DiskStore:
             _prepare_directory(self.directory)
             self._directory_ready = True
 
-    @property
-    def cache(self) -> diskcache.Cache:
-        """The underlying ``diskcache.Cache``, opened (and the folder created) on first use."""
-        self._ensure_directory()
+    def _open(self, resources: _Resources) -> diskcache.Cache:
         with self._lock:
-            if self._resources.cache is None:
-                self._resources.cache = diskcache.Cache(
+            if resources.cache is None:
+                resources.cache = diskcache.Cache(
                     str(self.directory),
                     timeout=self.timeout,
                     disk=_SafeDisk,
@@ -182,36 +179,54 @@ class DiskStore:
                     statistics=False,
                     tag_index=True,
                 )
-            return self._resources.cache
+            return resources.cache
+
+    @property
+    def cache(self) -> diskcache.Cache:
+        """The underlying ``diskcache.Cache``, opened (and the folder created) on first use."""
+        self._ensure_directory()
+        return self._open(self._resources)
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         self._ensure_directory()
         with self._lock:
-            executor = self._resources.executor
-            if executor is None:
+            resources = self._resources
+            if resources.executor is None:
                 # One worker: SQLite takes one writer at a time anyway, reads
                 # mostly happen on the caller's thread (get_nowait), and one
                 # thread means one diskcache connection that close() can reach.
-                executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memo-disk")
-                self._resources.executor = executor
+                resources.executor = ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix="memo-disk"
+                )
+            executor = resources.executor
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(executor, functools.partial(fn, *args))
+        # The job opens the cache of the resources it was queued with, so a
+        # connection it opens is closed with them, even if close() ran since.
+        job = functools.partial(self._in_worker, resources, fn, args)
+        return await loop.run_in_executor(executor, job)
 
-    def _get(self, key: str) -> bytes | None:
-        value = self.cache.get(key, default=None, retry=False)
+    def _in_worker(self, resources: _Resources, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        return fn(resources.cache or self._open(resources), *args)
+
+    @staticmethod
+    def _get(cache: diskcache.Cache, key: str) -> bytes | None:
+        value = cache.get(key, default=None, retry=False)
         if value is None or type(value) is bytes:
             return value
         msg = f"diskcache returned {type(value).__name__}, not bytes"  # pragma: no cover
         raise RefusedEntryError(msg)  # pragma: no cover
 
-    def _set(self, key: str, value: bytes, ttl: float | None) -> None:
-        self.cache.set(key, bytes(value), expire=ttl, tag=namespace_of(key), retry=False)
+    @staticmethod
+    def _set(cache: diskcache.Cache, key: str, value: bytes, ttl: float | None) -> None:
+        cache.set(key, bytes(value), expire=ttl, tag=namespace_of(key), retry=False)
 
-    def _delete(self, key: str) -> bool:
-        return bool(self.cache.delete(key, retry=False))
+    @staticmethod
+    def _delete(cache: diskcache.Cache, key: str) -> bool:
+        return bool(cache.delete(key, retry=False))
 
-    def _clear(self, namespace: str) -> int:
-        return int(self.cache.evict(namespace, retry=False))
+    @staticmethod
+    def _clear(cache: diskcache.Cache, namespace: str) -> int:
+        return int(cache.evict(namespace, retry=False))
 
     def _reader(self) -> sqlite3.Connection:
         reader: tuple[int, sqlite3.Connection] | None = getattr(self._local, "con", None)
@@ -289,13 +304,15 @@ class DiskStore:
     async def close(self) -> None:
         """Close the SQLite connections and the thread pool; later use reopens them."""
         with self._lock:
-            resources = self._resources.take()
+            old, self._resources = self._resources, _Resources()
             self._generation += 1
-        cache, executor = resources.cache, resources.executor
-        if cache is not None and executor is not None:
-            # diskcache keeps a connection per thread: close the worker's there.
-            await asyncio.wrap_future(executor.submit(cache.close))
-        resources.release()
+            self._finalizer.detach()
+            self._finalizer = weakref.finalize(self, self._resources.release)
+        if old.executor is not None:
+            # diskcache keeps a connection per thread: close the worker's on
+            # the worker, after every job queued before (which may open it).
+            await asyncio.wrap_future(old.executor.submit(old.close_cache))
+        old.release()
 
     def __repr__(self) -> str:
         return f"DiskStore({str(self.directory)!r})"
@@ -311,28 +328,23 @@ class _Resources:
         self.executor: ThreadPoolExecutor | None = None
         self.readers: list[sqlite3.Connection] = []
 
-    def take(self) -> _Resources:
-        """Move everything into a new holder and leave this one empty."""
-        taken = _Resources()
-        taken.cache, taken.executor, taken.readers = self.cache, self.executor, self.readers
-        self.cache, self.executor, self.readers = None, None, []
-        return taken
+    def close_cache(self) -> None:
+        """Close the calling thread's connection of the cache, if it has one."""
+        if self.cache is not None:
+            self.cache.close()
 
     def release(self) -> None:
         """Close the readers and the cache, and let the worker thread end."""
         for con in self.readers:
             con.close()
         self.readers = []
-        if self.cache is not None:
-            if self.executor is not None:
-                # The worker's own connection; the job runs before it exits.
-                with contextlib.suppress(RuntimeError):  # the interpreter is exiting
-                    self.executor.submit(self.cache.close)
-            self.cache.close()  # the calling thread's, if it opened one
-            self.cache = None
         if self.executor is not None:
+            # The worker's own connection; the job runs before the worker exits.
+            with contextlib.suppress(RuntimeError):  # the interpreter is exiting
+                self.executor.submit(self.close_cache)
             self.executor.shutdown(wait=False)
             self.executor = None
+        self.close_cache()  # the calling thread's, if it opened one
 
 
 _shared: dict[Path, DiskStore] = {}
