@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -384,7 +385,8 @@ def plant_rows(cache_dir: Path, rows: list[dict[str, Any]]) -> None:
     """Insert rows into the folder's diskcache table behind diskcache's back."""
     defaults = {"raw": 1, "store_time": 1.0, "expire_time": None, "access_time": 1.0}
     defaults |= {"access_count": 0, "tag": None, "size": 0, "mode": 1, "filename": None}
-    with sqlite3.connect(cache_dir / "cache.db") as db:
+    # closing(): a connection's own `with` commits but leaves it open.
+    with contextlib.closing(sqlite3.connect(cache_dir / "cache.db")) as db, db:
         for row in rows:
             full = {**defaults, "value": b"x", **row}
             columns = ", ".join(full)
@@ -512,7 +514,7 @@ def test_a_foreign_cache_db_is_refused_and_left_alone(tmp_path: Path) -> None:
     """A cache.db of another program with a `Cache` table is not a memo cache, and not written."""
     folder = tmp_path / "other"
     folder.mkdir()
-    with sqlite3.connect(folder / "cache.db") as db:
+    with contextlib.closing(sqlite3.connect(folder / "cache.db")) as db, db:
         db.execute("CREATE TABLE Cache (key, raw, store_time, expire_time, size, mode, filename)")
         db.execute("INSERT INTO Cache VALUES ('a::x', 1, 1.0, NULL, 1, 1, NULL)")
     before = (folder / "cache.db").read_bytes()
