@@ -170,15 +170,25 @@ class DiskStore:
     def _open(self, resources: _Resources) -> diskcache.Cache:
         with self._lock:
             if resources.cache is None:
-                resources.cache = diskcache.Cache(
-                    str(self.directory),
-                    timeout=self.timeout,
-                    disk=_SafeDisk,
-                    size_limit=self.size_limit,
-                    eviction_policy="least-recently-stored",
-                    statistics=False,
-                    tag_index=True,
-                )
+                cache = diskcache.Cache.__new__(diskcache.Cache)
+                try:
+                    cache.__init__(
+                        str(self.directory),
+                        timeout=self.timeout,
+                        disk=_SafeDisk,
+                        size_limit=self.size_limit,
+                        eviction_policy="least-recently-stored",
+                        statistics=False,
+                        tag_index=True,
+                    )
+                except BaseException:
+                    # diskcache opens its connection before it can fail (a
+                    # cache.db that is not a database): close it, or every
+                    # retry would leave one more open.
+                    with contextlib.suppress(Exception):
+                        cache.close()
+                    raise
+                resources.cache = cache
             return resources.cache
 
     @property
