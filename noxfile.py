@@ -17,6 +17,13 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *session.posargs)
 
 
+@nox.session(python=["3.10", "3.12", "3.13"], default=False)
+def compat(session: nox.Session) -> None:
+    """Run the test suite on the other supported Pythons (those installed here)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """Check style and formatting with ruff."""
