@@ -450,6 +450,7 @@ class CachedFunction(Generic[P, R]):
         except Exception as exc:
             self._fail("opening the store", exc)
             store = None
+        written = ran = False
         try:
             if store is not None and not known_miss:
                 try:
@@ -464,11 +465,12 @@ class CachedFunction(Generic[P, R]):
                         future.set_result(value)
                         return
             self._counters.misses += 1
+            ran = True
             result = await self._fn(*args, **kwargs)
             # Write before answering: a program that exits right after its
             # call (asyncio.run cancels leftover tasks) still keeps the entry.
             if store is not None:
-                await self._save(store, key, result)
+                written = await self._save(store, key, result)
         except asyncio.CancelledError:
             future.cancel()
             raise
@@ -477,6 +479,9 @@ class CachedFunction(Generic[P, R]):
             if not isinstance(exc, Exception):
                 raise  # KeyboardInterrupt, SystemExit: not ours to swallow
             return
+        finally:
+            if ran and not written and store is not None:
+                await self._release(store, key)
         future.set_result(result)
 
     async def _run_and_store(self, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
@@ -494,19 +499,33 @@ class CachedFunction(Generic[P, R]):
             await self._save(store, key, result)
         return result
 
-    async def _save(self, store: Store, key: str, result: R) -> None:
+    async def _save(self, store: Store, key: str, result: R) -> bool:
+        """Store ``result``; return whether it was written."""
         try:
             if self._cache_if is not None and not self._cache_if(result):
-                return
+                return False
             serializer, header = self._codec()
             data = header + serializer.dumps(result)
         except Exception as exc:
             self._fail("encode", exc)
-            return
+            return False
         try:
             await store.set(key, data, ttl=self._ttl)
         except Exception as exc:
             self._fail("write", exc)
+            return False
+        return True
+
+    async def _release(self, store: Store, key: str) -> None:
+        # A store that makes other processes wait for a miss it answered
+        # (RedisStore(lock_timeout=...)) is told that no value is coming.
+        release = getattr(store, "release", None)
+        if release is None:
+            return
+        try:
+            await release(key)
+        except Exception as exc:
+            self._fail("release", exc)
 
     # -- management -----------------------------------------------------------
 

@@ -13,12 +13,12 @@ import os
 import subprocess
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
 
-from memo import RedisStore
+from memo import RedisStore, async_disk_cache
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -164,3 +164,41 @@ def test_lock_timeout_must_be_positive() -> None:
     """A zero or negative lock_timeout is refused at construction."""
     with pytest.raises(ValueError, match="lock_timeout"):
         RedisStore("redis://127.0.0.1:1/0", lock_timeout=0)
+
+
+@pytest.mark.parametrize("outcome", ["raises", "not-stored"])
+async def test_a_run_that_stores_nothing_releases_the_lock(
+    redis_server: RedisServer, outcome: str
+) -> None:
+    """When the leader's run raises or is not stored, a waiter computes at once, not at expiry."""
+    leader = RedisStore(redis_server.url, lock_timeout=30)
+    follower = RedisStore(redis_server.url, lock_timeout=30)
+    runs: list[str] = []
+
+    def cached(store: RedisStore, name: str) -> Any:
+        @async_disk_cache(namespace="flight.release", store=store, cache_if=lambda r: r != "no")
+        async def compute(x: int) -> str:
+            runs.append(name)
+            if name == "leader":
+                if outcome == "raises":
+                    msg = "the leader failed"
+                    raise RuntimeError(msg)
+                return "no"  # rejected by cache_if: returned, not stored
+            return "yes"
+
+        return compute
+
+    lead, follow = cached(leader, "leader"), cached(follower, "follower")
+    if outcome == "raises":
+        with pytest.raises(RuntimeError, match="the leader failed"):
+            await lead(1)
+    else:
+        assert await lead(1) == "no"
+    start = time.monotonic()
+    assert await asyncio.wait_for(follow(1), 10) == "yes"
+    assert time.monotonic() - start < 5  # not the 30 s lock_timeout
+    assert runs == ["leader", "follower"]
+    with redis.Redis.from_url(redis_server.url) as raw:
+        assert raw.keys("memo:!lock:*") == []
+    await leader.close()
+    await follower.close()

@@ -27,6 +27,12 @@ class Store(Protocol):
     thread to serve hits without a thread hop or a task, and falls back to
     ``get`` on ``WouldBlock``.
 
+    A store whose ``get`` makes other processes wait for a value it promised
+    (``RedisStore(lock_timeout=...)``) may also offer ``async release(key)``:
+    memo calls it when the run that followed a miss stored nothing (the
+    function raised or was cancelled, ``cache_if`` said no, or the write
+    failed), so the waiters stop waiting.
+
     The conformance suite in memo's tests (``tests/test_store_contract.py``)
     checks a store against this contract.
     """

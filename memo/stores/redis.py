@@ -368,6 +368,16 @@ class RedisStore:
         else:
             milliseconds = max(1, math.ceil(ttl * 1000))
             await self._call(lambda client: client.set(name, value, px=milliseconds))
+        await self.release(key)
+
+    async def release(self, key: str) -> None:
+        """Give up this store's single-flight lock on ``key``: no value is coming.
+
+        memo calls it when the run after a miss stored nothing (the function
+        raised or was cancelled, ``cache_if`` said no, the write failed), so
+        other processes compute the value themselves instead of waiting for the
+        lock to expire. Without ``lock_timeout`` it does nothing.
+        """
         token = self._held.pop(key, None)
         if token is not None:
             await self._call(lambda client: client.eval(_RELEASE, 1, self._lock_name(key), token))
