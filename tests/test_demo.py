@@ -11,18 +11,22 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
-def run_demo(cache_dir: Path) -> list[str]:
-    """Run the demo in a fresh process on ``cache_dir``; return its output lines."""
-    env = {**os.environ, "MEMO_CACHE_DIR": str(cache_dir)}
-    result = subprocess.run(
+def demo_process(cache_dir: Path) -> subprocess.CompletedProcess[str]:
+    """Run `python -m memo` in a fresh process with $MEMO_CACHE_DIR at ``cache_dir``."""
+    return subprocess.run(
         [sys.executable, "-m", "memo"],
         capture_output=True,
         text=True,
-        env=env,
+        env={**os.environ, "MEMO_CACHE_DIR": str(cache_dir)},
         stdin=subprocess.DEVNULL,
         timeout=60,
         check=False,
     )
+
+
+def run_demo(cache_dir: Path) -> list[str]:
+    """Run the demo on ``cache_dir``, which must succeed; return its output lines."""
+    result = demo_process(cache_dir)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     return result.stdout.splitlines()
@@ -67,16 +71,7 @@ def test_demo_with_an_unusable_folder_is_one_line(tmp_path: Path) -> None:
     """A cache folder that cannot be created is one error line and exit 1, not a failing tour."""
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    env = {**os.environ, "MEMO_CACHE_DIR": str(blocker / "cache")}
-    result = subprocess.run(
-        [sys.executable, "-m", "memo"],
-        capture_output=True,
-        text=True,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-        check=False,
-    )
+    result = demo_process(blocker / "cache")
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr.splitlines() == [
