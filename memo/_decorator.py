@@ -327,6 +327,14 @@ class CachedFunction(Generic[P, R]):
             self._store = store
         return self._store
 
+    def _store_or_none(self) -> Store | None:
+        """The store, or None (reported and counted) when it cannot be opened."""
+        try:
+            return self._get_store()
+        except Exception as exc:
+            self._fail("opening the store", exc)
+            return None
+
     def _fail(self, operation: str, exc: BaseException) -> None:
         self._counters.errors += 1
         report_failure(self.namespace, operation, exc)
@@ -445,11 +453,7 @@ class CachedFunction(Generic[P, R]):
         # function awaits or spawns, and by nothing outside it.
         _computing.set(_computing.get() | {key})
         future = flight.future
-        try:
-            store: Store | None = self._get_store()
-        except Exception as exc:
-            self._fail("opening the store", exc)
-            store = None
+        store = self._store_or_none()
         written = ran = False
         try:
             if store is not None and not known_miss:
@@ -491,11 +495,8 @@ class CachedFunction(Generic[P, R]):
             result = await self._fn(*args, **kwargs)
         finally:
             _computing.reset(token)
-        try:
-            store = self._get_store()
-        except Exception as exc:
-            self._fail("opening the store", exc)
-        else:
+        store = self._store_or_none()
+        if store is not None:
             await self._save(store, key, result)
         return result
 
