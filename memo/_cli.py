@@ -27,7 +27,7 @@ import orjson
 
 from memo._demo import DemoError
 from memo._demo import main as demo
-from memo._keys import namespace_of, namespace_prefix
+from memo.stores.base import namespace_of, namespace_prefix
 from memo.stores.disk import DiskStore, _own_file, default_directory
 
 if TYPE_CHECKING:

@@ -27,7 +27,7 @@ from contextvars import ContextVar
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from memo._context import Mode, current_mode
-from memo._keys import digest_arguments, store_key
+from memo._keys import digest_arguments
 from memo._report import MemoWarning, logger, report_failure
 from memo._serializers import (
     JsonSerializer,
@@ -37,7 +37,7 @@ from memo._serializers import (
     open_envelope,
     serializer_id,
 )
-from memo.stores.base import Store, WouldBlock
+from memo.stores.base import Store, WouldBlock, store_key
 from memo.stores.disk import shared_disk_store
 
 if typing.TYPE_CHECKING:

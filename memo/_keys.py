@@ -30,7 +30,6 @@ import math
 import pathlib
 import uuid
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote
 
 import orjson
 import pydantic
@@ -43,9 +42,6 @@ __all__ = [
     "canonical",
     "canonical_json",
     "digest_arguments",
-    "namespace_of",
-    "namespace_prefix",
-    "store_key",
 ]
 
 # Deep enough for any real argument, shallow enough that orjson (which stops
@@ -375,34 +371,3 @@ def _argument_error(owner: str, name: str, exc: UnkeyableError) -> TypeError:
     error = TypeError(msg)
     error.__cause__ = exc.__cause__
     return error
-
-
-def _escape(text: str) -> str:
-    # Percent-encoding leaves only [A-Za-z0-9_.~-] bare, so ':' never appears
-    # inside a part and glob characters never reach Redis patterns.
-    return quote(text, safe="")
-
-
-def namespace_prefix(namespace: str) -> str:
-    """Return the prefix that every store key of ``namespace`` starts with.
-
-    No other namespace's keys start with it: ``a`` and ``a:b`` have the
-    prefixes ``a:`` and ``a%3Ab:``.
-    """
-    return _escape(namespace) + ":"
-
-
-def store_key(namespace: str, version: str | None, digest: str) -> str:
-    """Join namespace, version and digest into the key handed to a store.
-
-    The three parts are separated by ``:``, which neither escaped part can
-    contain; an unset version is empty and a set one starts with ``v``, so no
-    two different triples can meet.
-    """
-    tail = "" if version is None else "v" + _escape(version)
-    return f"{namespace_prefix(namespace)}{tail}:{digest}"
-
-
-def namespace_of(key: str) -> str:
-    """Read the namespace back from a store key."""
-    return unquote(key.partition(":")[0])

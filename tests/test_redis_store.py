@@ -24,7 +24,7 @@ import redis.asyncio
 from redis_server import redis_server_binary
 
 from memo import MemoWarning, RedisStore, async_disk_cache
-from memo._keys import store_key
+from memo.stores.base import store_key
 from memo.stores.redis import RedisUnavailableError
 
 if TYPE_CHECKING:

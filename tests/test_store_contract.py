@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from memo import DiskStore, MemoryStore, RedisStore, Store, async_disk_cache
-from memo._keys import store_key
 from memo.stores import namespace_of
+from memo.stores.base import store_key
 
 if TYPE_CHECKING:
     from collections.abc import Callable

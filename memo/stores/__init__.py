@@ -1,7 +1,6 @@
-"""Where cached values live: the ``Store`` protocol and memo's stores."""
+"""Where cached values live: the ``Store`` protocol, its key layout and memo's stores."""
 
-from memo._keys import namespace_of, namespace_prefix
-from memo.stores.base import Store
+from memo.stores.base import Store, WouldBlock, namespace_of, namespace_prefix, store_key
 from memo.stores.disk import DiskStore, RefusedEntryError, default_directory
 from memo.stores.memory import MemoryStore
 from memo.stores.redis import RedisStore
@@ -12,7 +11,9 @@ __all__ = [
     "RedisStore",
     "RefusedEntryError",
     "Store",
+    "WouldBlock",
     "default_directory",
     "namespace_of",
     "namespace_prefix",
+    "store_key",
 ]

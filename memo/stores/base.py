@@ -1,10 +1,11 @@
-"""The ``Store`` protocol: where serialized values live."""
+"""The ``Store`` protocol, and the layout of the keys memo hands to every store."""
 
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
+from urllib.parse import quote, unquote
 
-__all__ = ["Store", "WouldBlock"]
+__all__ = ["Store", "WouldBlock", "namespace_of", "namespace_prefix", "store_key"]
 
 
 class WouldBlock(Exception):
@@ -56,3 +57,37 @@ class Store(Protocol):
     async def close(self) -> None:
         """Release connections and files; the store may be reopened by later use."""
         ...
+
+
+# -- the key layout -------------------------------------------------------------
+
+
+def _escape(text: str) -> str:
+    # Percent-encoding leaves only [A-Za-z0-9_.~-] bare, so ':' never appears
+    # inside a part and glob characters never reach Redis patterns.
+    return quote(text, safe="")
+
+
+def namespace_prefix(namespace: str) -> str:
+    """Return the prefix that every store key of ``namespace`` starts with.
+
+    No other namespace's keys start with it: ``a`` and ``a:b`` have the
+    prefixes ``a:`` and ``a%3Ab:``.
+    """
+    return _escape(namespace) + ":"
+
+
+def store_key(namespace: str, version: str | None, digest: str) -> str:
+    """Join namespace, version and digest into the key handed to a store.
+
+    The three parts are separated by ``:``, which neither escaped part can
+    contain; an unset version is empty and a set one starts with ``v``, so no
+    two different triples can meet.
+    """
+    tail = "" if version is None else "v" + _escape(version)
+    return f"{namespace_prefix(namespace)}{tail}:{digest}"
+
+
+def namespace_of(key: str) -> str:
+    """Read the namespace back from a store key."""
+    return unquote(key.partition(":")[0])

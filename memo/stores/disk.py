@@ -21,9 +21,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import diskcache
 from diskcache.core import MODE_BINARY, MODE_RAW
 
-from memo._keys import namespace_of
 from memo._report import MemoWarning
-from memo.stores.base import WouldBlock
+from memo.stores.base import WouldBlock, namespace_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable

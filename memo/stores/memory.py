@@ -6,7 +6,7 @@ import threading
 import time
 from collections import OrderedDict
 
-from memo._keys import namespace_prefix
+from memo.stores.base import namespace_prefix
 
 __all__ = ["MemoryStore"]
 

@@ -27,8 +27,8 @@ import warnings
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from memo._keys import namespace_prefix
 from memo._report import MemoWarning
+from memo.stores.base import namespace_prefix
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
