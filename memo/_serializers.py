@@ -25,6 +25,7 @@ __all__ = [
     "Serializer",
     "infer_serializer",
     "open_envelope",
+    "parse_envelope",
     "seal_envelope",
     "serializer_id",
 ]
@@ -93,6 +94,22 @@ def open_envelope(header: bytes, data: bytes) -> bytes:
             msg = "stored value was written by a different serializer"
         raise EnvelopeError(msg)
     return data[len(header) :]
+
+
+def parse_envelope(data: bytes) -> tuple[str, bytes] | None:
+    """Split a stored value into the id of the serializer that wrote it and its payload.
+
+    For tools that describe what a cache holds (``memo show``) without
+    knowing which serializer to expect. Returns None for bytes that are not
+    in memo's envelope format.
+    """
+    start = len(_ENVELOPE_FORMAT) + 1
+    if len(data) < start or not data.startswith(_ENVELOPE_FORMAT):
+        return None
+    end = start + data[start - 1]
+    if len(data) < end:
+        return None
+    return data[start:end].decode("utf-8", errors="replace"), data[end:]
 
 
 # orjson writes datetimes, dataclasses and subclasses of str/int/dict/list as
