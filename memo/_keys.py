@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import pydantic
 
+from memo._names import qualified_name
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -62,10 +64,6 @@ class UnkeyableError(TypeError):
         self.value = value
         self.reason = reason
         self.path: list[str] = []
-
-
-def _qualname(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _sort_key(item: Any) -> bytes:
@@ -227,7 +225,7 @@ _BUILTIN_VALUE: tuple[tuple[type, Any], ...] = (
 
 
 def _canonical_object(value: Any, cls: type, depth: int) -> Any:  # noqa: PLR0912
-    name = _qualname(cls)
+    name = qualified_name(cls)
     memo_key = getattr(cls, "__memo_key__", None)
     if memo_key is not None:
         try:

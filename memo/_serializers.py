@@ -1,8 +1,10 @@
-"""Serializers turn a function's result into bytes and back.
+"""Serializers turn a function's result into bytes and back; the envelope wraps them.
 
 A stored value is wrapped in a small envelope: a format byte and the id of the
 serializer that wrote it. A value written by another serializer (or by an older
-envelope format) is therefore a miss, never a wrong object.
+envelope format) is therefore a miss, never a wrong object. This module is the
+envelope's only owner: everything else encodes and decodes through ``Codec``,
+or describes a stored value with ``parse_envelope``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,11 @@ from typing import Any, Generic, Literal, Protocol, TypeVar, Union, runtime_chec
 import orjson
 import pydantic
 
+from memo._names import qualified_name
+from memo._report import logger
+
 __all__ = [
+    "Codec",
     "EnvelopeError",
     "JsonSerializer",
     "PickleSerializer",
@@ -27,6 +33,7 @@ __all__ = [
     "open_envelope",
     "parse_envelope",
     "seal_envelope",
+    "serializer_for",
     "serializer_id",
 ]
 
@@ -62,12 +69,39 @@ def serializer_id(serializer: Serializer[Any]) -> bytes:
     """Return the envelope id of ``serializer`` (at most 255 bytes)."""
     name = getattr(serializer, "memo_id", None)
     if not isinstance(name, str):
-        cls = type(serializer)
-        name = f"{cls.__module__}.{cls.__qualname__}"
+        name = qualified_name(type(serializer))
     raw = name.encode()
     if len(raw) > 255:
         raw = b"sha256:" + hashlib.sha256(raw).hexdigest().encode()
     return raw
+
+
+class Codec:
+    """A serializer and the envelope around what it writes: values to stored bytes and back.
+
+    Args:
+        serializer: the serializer whose id the envelope carries.
+    """
+
+    __slots__ = ("_header", "serializer")
+
+    def __init__(self, serializer: Serializer[Any]) -> None:
+        self.serializer = serializer
+        self._header = envelope_header(serializer_id(serializer))
+
+    def encode(self, value: Any) -> bytes:
+        """Return ``value`` serialized, in its envelope."""
+        return self._header + self.serializer.dumps(value)
+
+    def decode(self, data: bytes) -> Any:
+        """Return the value stored in ``data``.
+
+        Raises:
+            EnvelopeError: ``data`` was written in another format or by another
+                serializer.
+            Exception: whatever the serializer raises for a payload it cannot read.
+        """
+        return self.serializer.loads(open_envelope(self._header, data))
 
 
 def seal_envelope(sid: bytes, payload: bytes) -> bytes:
@@ -166,12 +200,6 @@ class JsonSerializer:
         return "JsonSerializer()"
 
 
-def _type_name(tp: Any) -> str:
-    if isinstance(tp, type):
-        return f"{tp.__module__}.{tp.__qualname__}"
-    return repr(tp)
-
-
 class PydanticSerializer(Generic[T]):
     """Any type pydantic can validate, via ``pydantic.TypeAdapter``.
 
@@ -185,7 +213,7 @@ class PydanticSerializer(Generic[T]):
 
     def __init__(self, tp: type[T] | Any) -> None:
         self.type = tp
-        self.memo_id = f"pydantic:{_type_name(tp)}"
+        self.memo_id = f"pydantic:{qualified_name(tp)}"
         try:
             # Non-finite floats as JSON constants, so NaN never becomes None;
             # bytes as base64, so bytes that are not UTF-8 can be stored at all.
@@ -206,7 +234,7 @@ class PydanticSerializer(Generic[T]):
         return self._adapter.validate_json(data)
 
     def __repr__(self) -> str:
-        return f"PydanticSerializer({_type_name(self.type)})"
+        return f"PydanticSerializer({qualified_name(self.type)})"
 
 
 class PickleSerializer:
@@ -273,8 +301,38 @@ def infer_serializer(annotation: Any) -> Serializer[Any]:
         return PydanticSerializer(annotation)
     except pydantic.PydanticSchemaGenerationError as exc:
         msg = (
-            f"memo cannot infer a serializer for the return type {_type_name(annotation)}: "
+            f"memo cannot infer a serializer for the return type {qualified_name(annotation)}: "
             f"pydantic cannot describe it; pass serializer=... (PickleSerializer() for a "
             f"private cache, or your own Serializer)"
         )
         raise TypeError(msg) from exc
+
+
+def serializer_for(fn: Any, *, final: bool) -> Serializer[Any] | None:
+    """Choose the serializer for ``fn``'s results from its return annotation.
+
+    Args:
+        fn: the decorated function.
+        final: whether this is the last chance: an annotation that cannot be
+            resolved yet (a forward reference) gives None when not final, and
+            JSON (with a warning on the ``memo`` logger) when final.
+
+    Raises:
+        TypeError: pydantic cannot describe the annotated type.
+    """
+    try:
+        hints = typing.get_type_hints(fn)
+    except NameError:
+        if not final:
+            return None
+        logger.warning(
+            "memo: the return annotation of %s cannot be resolved; results are stored "
+            "as JSON. Pass serializer=... to choose.",
+            qualified_name(fn),
+        )
+        return JsonSerializer()
+    except TypeError:  # not a plain function (a partial, a callable object)
+        return JsonSerializer()
+    if "return" not in hints:
+        return JsonSerializer()
+    return infer_serializer(hints["return"])

@@ -225,11 +225,16 @@ async def test_a_chunk_that_cannot_be_recorded_still_reaches_the_caller() -> Non
 
     saved: list[list[Any]] = []
     errors: list[Exception] = []
+    abandoned: list[bool] = []
 
     async def finished(chunks: list[Any]) -> None:
         saved.append(chunks)
 
-    received = [chunk async for chunk in record(live(), finished, errors.append)]
+    async def abandon() -> None:
+        abandoned.append(True)
+
+    received = [chunk async for chunk in record(live(), finished, errors.append, abandon)]
     assert received == ["not", "a", "model"]
     assert saved == []
     assert [type(error) for error in errors] == [TypeError]
+    assert abandoned == [True]  # nothing stored: a lock taken for it is given back

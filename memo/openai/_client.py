@@ -17,12 +17,12 @@ model, and a base64 embedding is stored compactly and decoded on the way out.
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import datetime
 import functools
 import json
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar, cast, get_args
 
@@ -34,10 +34,11 @@ from openai._types import NotGiven, Omit
 from openai.types.chat import ChatCompletion
 
 from memo._context import Mode, current_mode
-from memo._decorator import CachedFunction, CacheInfo, async_disk_cache
+from memo._decorator import CachedFunction, async_disk_cache, entries_of
+from memo._entries import CacheInfo
 from memo._report import report_failure
-from memo._serializers import envelope_header, open_envelope, serializer_id
-from memo.openai._serializers import ChunksSerializer, OpenAISerializer
+from memo._serializers import Codec
+from memo.openai._serializers import ChunksSerializer, OpenAISerializer, RecordedChunks
 from memo.openai._streams import ReplayStream, record
 
 if TYPE_CHECKING:
@@ -128,7 +129,9 @@ class _Request:
 
     __slots__ = ("key", "send", "sent")
 
-    def __init__(self, key: dict[str, Any], send: Callable[[], Awaitable[Any]]) -> None:
+    def __init__(
+        self, key: dict[str, Any], send: Callable[[], Awaitable[Any]] | None = None
+    ) -> None:
         self.key = key
         self.send = send
         self.sent = False
@@ -138,15 +141,14 @@ class _Request:
 
 
 async def _send(request: _Request) -> Any:
+    assert request.send is not None  # only requests that can be sent are called
     request.sent = True
     return await request.send()
 
 
-@dataclasses.dataclass
-class _StreamCounters:
-    hits: int = 0
-    misses: int = 0
-    errors: int = 0
+# Recorded streams are stored as their chunks' JSON, whatever the chunk type,
+# and built into chunk objects one at a time as a replay reaches them.
+_STREAM_CODEC = Codec(RecordedChunks())
 
 
 class _OpenAICache:
@@ -172,7 +174,6 @@ class _OpenAICache:
             raise ValueError(msg)
         self.namespace = namespace
         self.key_headers = names
-        self.ttl = ttl.total_seconds() if isinstance(ttl, datetime.timedelta) else ttl
         self._options: dict[str, Any] = {
             "namespace": namespace,
             "directory": directory,
@@ -185,8 +186,6 @@ class _OpenAICache:
         # Building one checks the options, so a bad option fails here, not on first use.
         self.functions: dict[Any, CachedFunction[[_Request], Any]] = {}
         self._function(ChatCompletion)
-        self.streams = _StreamCounters()
-        self._stream_serializer_header = envelope_header(serializer_id(ChunksSerializer(None)))
 
     def _function(self, cast_to: Any) -> CachedFunction[[_Request], Any]:
         function = self.functions.get(cast_to)
@@ -284,76 +283,52 @@ class _OpenAICache:
         args = get_args(kwargs.get("stream_cls"))
         if len(args) != 1:  # a stream class memo cannot tell the chunk type of
             return await real_post(path, **kwargs)
-        serializer = ChunksSerializer(args[0])
+        build = ChunksSerializer(args[0]).build
         function = self._function(kwargs.get("cast_to"))
-        store_key = function.cache_key(_Request(key, _nothing))
+        store_key = function.cache_key(_Request(key))
+        entries = entries_of(function).with_codec(_STREAM_CODEC)
+        opened = entries.open()
+        if current_mode() is Mode.NORMAL:
+            found = await opened.read(store_key)
+            if found is not None:
+                _last_hit.set(True)
+                return ReplayStream(found.value, build)
+        entries.counters.misses += 1
         try:
-            store: Store | None = function.store
-        except Exception as exc:
-            self._fail("opening the store", exc)
-            store = None
-        header = self._stream_serializer_header
-        if store is not None and current_mode() is Mode.NORMAL:
-            try:
-                data = await store.get(store_key)
-            except Exception as exc:
-                self._fail("read", exc)
-                data = None
-            if data is not None:
-                try:
-                    chunks = serializer.loads_json(open_envelope(header, data))
-                except Exception as exc:
-                    self._fail("decode", exc)
-                else:
-                    self.streams.hits += 1
-                    _last_hit.set(True)
-                    return ReplayStream(chunks, serializer.build)
-        self.streams.misses += 1
-        live = await real_post(path, **kwargs)
-        if store is not None and isinstance(live, AsyncStream):
-            finished = functools.partial(
-                self._save_stream,
-                store=store,
-                key=store_key,
-                path=path,
-                body=key["body"],
-                serializer=serializer,
-            )
-            failed = functools.partial(self._fail, "recording the stream")
-            live._iterator = record(live._iterator, finished, failed)
+            live = await real_post(path, **kwargs)
+        except BaseException:
+            await opened.release(store_key)
+            raise
+        if not isinstance(live, AsyncStream):
+            await opened.release(store_key)
+            return live
+
+        async def finished(chunks: list[Any]) -> None:
+            # A stream that ended without finishing (a server hanging up) is not stored.
+            if not (_complete(path, key["body"], chunks) and await opened.write(store_key, chunks)):
+                await opened.release(store_key)
+
+        async def abandoned() -> None:
+            await opened.release(store_key)
+
+        recording = record(
+            live._iterator,
+            finished,
+            functools.partial(entries.fail, "recording the stream"),
+            abandoned,
+        )
+        live._iterator = recording
+        _close_with(live, recording)
         return live
-
-    async def _save_stream(
-        self,
-        chunks: list[Any],
-        *,
-        store: Store,
-        key: str,
-        path: str,
-        body: Any,
-        serializer: ChunksSerializer,
-    ) -> None:
-        if not _complete(path, body, chunks):
-            return
-        try:
-            data = self._stream_serializer_header + serializer.dumps(chunks)
-            await store.set(key, data, ttl=self.ttl)
-        except Exception as exc:
-            self._fail("write", exc)
-
-    def _fail(self, operation: str, exc: BaseException) -> None:
-        self.streams.errors += 1
-        report_failure(self.namespace, operation, exc)
 
     # -- management -------------------------------------------------------------
 
     def cache_info(self) -> CacheInfo:
         infos = [function.cache_info() for function in self.functions.values()]
-        s = self.streams
         return CacheInfo(
-            hits=s.hits + sum(i.hits for i in infos),
-            misses=s.misses + sum(i.misses for i in infos),
-            errors=s.errors + sum(i.errors for i in infos),
+            hits=sum(i.hits for i in infos),
+            misses=sum(i.misses for i in infos),
+            errors=sum(i.errors for i in infos),
         )
 
     async def cache_clear(self) -> int:
@@ -395,8 +370,24 @@ def _post_process(post_parser: Callable[[Any], Any], result: Any) -> Any:
     return parsed
 
 
-async def _nothing() -> None:
-    """A request that is only keyed, never sent."""
+def _close_with(stream: AsyncStream[Any], recording: AsyncGenerator[Any, None]) -> None:
+    """Make closing ``stream`` (``close()``, ``async with``) end its recording too.
+
+    The SDK's ``close`` only closes the HTTP response; the recording would
+    otherwise wait for the garbage collector to learn that no more chunks
+    are coming, and a cross-process lock would be held until then.
+    """
+    close = stream.close
+
+    async def close_and_stop_recording() -> None:
+        try:
+            await close()
+        finally:
+            # Closed from another task mid-iteration: that iteration ends the recording.
+            with contextlib.suppress(RuntimeError):
+                await recording.aclose()
+
+    vars(stream)["close"] = close_and_stop_recording
 
 
 def _complete(path: str, body: Any, chunks: list[Any]) -> bool:

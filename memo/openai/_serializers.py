@@ -16,18 +16,14 @@ import pydantic
 from openai._models import construct_type
 from openai.types.chat import ChatCompletion
 
+from memo._names import qualified_name
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["ChatCompletionSerializer", "ChunksSerializer", "OpenAISerializer"]
+__all__ = ["ChatCompletionSerializer", "ChunksSerializer", "OpenAISerializer", "RecordedChunks"]
 
 T = TypeVar("T")
-
-
-def _type_name(tp: Any) -> str:
-    if isinstance(tp, type):
-        return f"{tp.__module__}.{tp.__qualname__}"
-    return repr(tp)
 
 
 def api_json(value: Any) -> Any:
@@ -60,7 +56,7 @@ class OpenAISerializer(Generic[T]):
 
     def __init__(self, tp: type[T] | Any) -> None:
         self.type = tp
-        self.memo_id = f"openai:{_type_name(tp)}"
+        self.memo_id = f"openai:{qualified_name(tp)}"
 
     def dumps(self, value: T) -> bytes:
         """Return the response as JSON bytes: ``{"response": ..., "request_id": ...}``.
@@ -82,7 +78,7 @@ class OpenAISerializer(Generic[T]):
         """
         payload = orjson.loads(data)
         if not isinstance(payload, dict) or not isinstance(payload.get("response"), dict):
-            msg = f"stored value is not a {_type_name(self.type)} payload"
+            msg = f"stored value is not a {qualified_name(self.type)} payload"
             raise ValueError(msg)
         value: Any = construct_type(type_=self.type, value=payload["response"])
         request_id = payload.get("request_id")
@@ -92,7 +88,7 @@ class OpenAISerializer(Generic[T]):
         return value  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
-        return f"OpenAISerializer({_type_name(self.type)})"
+        return f"OpenAISerializer({qualified_name(self.type)})"
 
 
 class ChatCompletionSerializer(OpenAISerializer[ChatCompletion]):
@@ -130,7 +126,7 @@ class ChunksSerializer:
 
     def dumps(self, value: Sequence[Any]) -> bytes:
         """Return recorded chunks (JSON values) as JSON bytes."""
-        return orjson.dumps({"chunks": list(value)})
+        return RecordedChunks().dumps(value)
 
     def loads(self, data: bytes) -> list[Any]:
         """Rebuild the chunk objects.
@@ -146,13 +142,35 @@ class ChunksSerializer:
         Raises:
             ValueError: the bytes are not recorded chunks.
         """
+        return RecordedChunks().loads(data)
+
+    def build(self, chunk: dict[str, Any]) -> Any:
+        """Rebuild one chunk object from its JSON, as the SDK builds a live one."""
+        return construct_type(type_=self.chunk_type, value=chunk)
+
+
+class RecordedChunks:
+    """The chunks of a streamed response as JSON objects, whatever the chunk type.
+
+    The format ``ChunksSerializer`` writes (and its envelope id), read back
+    as JSON only, so that a replay builds each chunk object when it reaches it.
+    """
+
+    memo_id = ChunksSerializer.memo_id
+
+    def dumps(self, value: Sequence[Any]) -> bytes:
+        """Return recorded chunks (JSON values) as JSON bytes."""
+        return orjson.dumps({"chunks": list(value)})
+
+    def loads(self, data: bytes) -> list[dict[str, Any]]:
+        """Return the recorded chunks as JSON objects.
+
+        Raises:
+            ValueError: the bytes are not recorded chunks.
+        """
         payload = orjson.loads(data)
         chunks = payload.get("chunks") if isinstance(payload, dict) else None
         if not isinstance(chunks, list) or not all(isinstance(c, dict) for c in chunks):
             msg = "stored value is not a recorded stream"
             raise ValueError(msg)
         return chunks
-
-    def build(self, chunk: dict[str, Any]) -> Any:
-        """Rebuild one chunk object from its JSON, as the SDK builds a live one."""
-        return construct_type(type_=self.chunk_type, value=chunk)

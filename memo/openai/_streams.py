@@ -20,24 +20,32 @@ async def record(
     live: AsyncIterator[_T],
     finished: Callable[[list[Any]], Awaitable[None]],
     failed: Callable[[Exception], None],
+    abandoned: Callable[[], Awaitable[None]],
 ) -> AsyncGenerator[_T, None]:
     """Yield ``live``'s chunks unchanged; once it ends normally, hand their JSON to ``finished``.
 
     A consumer that stops early, an error from the server, or a cancellation
-    never reaches the end of the loop, so an incomplete stream is never stored.
-    A chunk that cannot be recorded is handed to ``failed`` and the stream goes
-    on unrecorded: recording never costs the caller a chunk.
+    never reaches the end of the loop, so an incomplete stream is never
+    stored: ``abandoned`` is awaited instead, when the generator is closed.
+    A chunk that cannot be recorded is handed to ``failed`` and the stream
+    goes on unrecorded: recording never costs the caller a chunk.
     """
     recorded: list[Any] | None = []
-    async for chunk in live:
-        if recorded is not None:
-            try:
-                # Turned into JSON now: the consumer may change the chunk objects later.
-                recorded.append(api_json(chunk))
-            except Exception as exc:
-                recorded = None
-                failed(exc)
-        yield chunk
+    ended = False
+    try:
+        async for chunk in live:
+            if recorded is not None:
+                try:
+                    # Turned into JSON now: the consumer may change the chunk objects later.
+                    recorded.append(api_json(chunk))
+                except Exception as exc:
+                    recorded = None
+                    failed(exc)
+            yield chunk
+        ended = True
+    finally:
+        if not ended or recorded is None:
+            await abandoned()
     if recorded is not None:
         await finished(recorded)
 

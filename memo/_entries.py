@@ -1,0 +1,307 @@
+"""Entry I/O: reading and writing one namespace's entries, failing open.
+
+``Entries`` owns what a cached function needs to reach its entries: the store
+(opened on first use, since the default folder is read from the environment
+then), the codec (serializer and envelope, the serializer inferred at the
+first call when the return annotation was a forward reference) and the
+counters behind ``cache_info()``. Every operation that touches the store or
+the codec catches what fails, reports it once per kind on the ``memo`` logger,
+counts it, and answers as if the entry were absent: a broken cache costs time,
+never a result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import warnings
+import weakref
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+
+from memo._report import MemoWarning, report_failure
+from memo._serializers import Codec, JsonSerializer, serializer_for
+from memo.stores.base import WouldBlock
+from memo.stores.disk import shared_disk_store
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Callable
+
+    from memo._serializers import Serializer
+    from memo.stores.base import Store
+
+__all__ = ["NOT_NOW", "CacheInfo", "Counters", "Entries", "Found", "OpenEntries", "StoreSlot"]
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CacheInfo:
+    """What one cached function did in this process.
+
+    Attributes:
+        hits: calls answered without running the function: read from the store,
+            or joined to a run already in flight.
+        misses: calls that ran the function (``refresh`` included), and reads
+            of an entry that could not be used.
+        errors: store and serializer failures memo recovered from (an
+            unreadable entry, a full disk, a store that is down, ...).
+    """
+
+    hits: int
+    misses: int
+    errors: int
+
+
+class Counters:
+    """The running counts behind ``CacheInfo``."""
+
+    __slots__ = ("errors", "hits", "misses")
+
+    def __init__(self) -> None:
+        self.hits = 0
+        self.misses = 0
+        self.errors = 0
+
+    def info(self) -> CacheInfo:
+        """Return the counts as a ``CacheInfo``."""
+        return CacheInfo(hits=self.hits, misses=self.misses, errors=self.errors)
+
+
+class Found(Generic[T]):
+    """A value read from the store (which may be None: a stored None)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: T) -> None:
+        self.value = value
+
+
+class _NotNow(enum.Enum):
+    NOT_NOW = "not now"
+
+
+NOT_NOW: Literal[_NotNow.NOT_NOW] = _NotNow.NOT_NOW
+"""``read_nowait``'s answer when the store cannot answer without blocking."""
+
+
+# The first function seen per (store, namespace), to warn when two share one.
+_namespace_owners: weakref.WeakKeyDictionary[Any, dict[str, str]] = weakref.WeakKeyDictionary()
+
+
+def _claim_namespace(store: object, namespace: str, owner: str, stacklevel: int) -> None:
+    try:
+        owners = _namespace_owners.setdefault(store, {})
+    except TypeError:  # a store that cannot be weakly referenced or hashed
+        return
+    first = owners.setdefault(namespace, owner)
+    if first != owner:
+        warnings.warn(
+            f"memo: {owner} and {first} both use namespace {namespace!r} in one store, "
+            f"so they share entries; give each its own namespace= unless that is the intent",
+            MemoWarning,
+            stacklevel=stacklevel + 1,
+        )
+
+
+class StoreSlot:
+    """A namespace's store: the one given, or the shared ``DiskStore`` of the folder, opened late.
+
+    Args:
+        namespace: the namespace whose entries live there.
+        owner: the name of the function, for the shared-namespace warning.
+        store: the store to use, if one was given.
+        directory: the folder of the default store (None: ``$MEMO_CACHE_DIR``
+            or the user cache folder, read when the store is first needed).
+        stacklevel: how far up the stack the user's decoration is, for the
+            shared-namespace warning when ``store`` is given.
+    """
+
+    __slots__ = ("_directory", "_store", "namespace", "owner")
+
+    def __init__(
+        self,
+        namespace: str,
+        owner: str,
+        *,
+        store: Store | None,
+        directory: str | os.PathLike[str] | None,
+        stacklevel: int = 1,
+    ) -> None:
+        self.namespace = namespace
+        self.owner = owner
+        self._store = store
+        self._directory = directory
+        if store is not None:
+            _claim_namespace(store, namespace, owner, stacklevel + 1)
+
+    def get(self) -> Store:
+        """Return the store, opening the default one on first use.
+
+        Raises:
+            Exception: the default folder's store cannot be made.
+        """
+        if self._store is None:
+            store = shared_disk_store(self._directory)
+            _claim_namespace(store, self.namespace, self.owner, 3)
+            self._store = store
+        return self._store
+
+
+class Entries:
+    """One namespace's entries, read and written through a codec, failing open.
+
+    Args:
+        slot: where the store comes from.
+        serializer: the serializer; None infers it from ``fn``'s return
+            annotation at first use.
+        fn: the decorated function, for that inference.
+        ttl: seconds an entry lives (None: forever).
+        cache_if: ``result -> bool``; results it rejects are not written.
+        counters: the counters to share (a view made by ``with_codec``).
+    """
+
+    __slots__ = ("_codec", "_fn", "cache_if", "counters", "slot", "ttl")
+
+    def __init__(
+        self,
+        slot: StoreSlot,
+        *,
+        serializer: Serializer[Any] | None,
+        fn: Callable[..., Any] | None = None,
+        ttl: float | None = None,
+        cache_if: Callable[[Any], bool] | None = None,
+        counters: Counters | None = None,
+    ) -> None:
+        self.slot = slot
+        self._codec = None if serializer is None else Codec(serializer)
+        self._fn = fn
+        self.ttl = ttl
+        self.cache_if = cache_if
+        self.counters = Counters() if counters is None else counters
+
+    def with_codec(self, codec: Codec) -> Entries:
+        """Return a view of these entries (same store, ttl and counters) through another codec.
+
+        The view writes whatever it is given: no ``cache_if``.
+        """
+        view = Entries(self.slot, serializer=None, ttl=self.ttl, counters=self.counters)
+        view._codec = codec
+        return view
+
+    @property
+    def codec(self) -> Codec:
+        """The codec, its serializer inferred now if it was left for the first call."""
+        if self._codec is None:
+            try:
+                serializer = serializer_for(self._fn, final=True) or JsonSerializer()
+            except TypeError as exc:
+                report_failure(self.slot.namespace, "choosing a serializer", exc)
+                serializer = JsonSerializer()
+            self._codec = Codec(serializer)
+        return self._codec
+
+    def fail(self, operation: str, exc: BaseException) -> None:
+        """Count a failure memo recovered from, and report it on the ``memo`` logger."""
+        self.counters.errors += 1
+        report_failure(self.slot.namespace, operation, exc)
+
+    def read_nowait(self, key: str) -> Found[Any] | Literal[_NotNow.NOT_NOW] | None:
+        """Read ``key`` on this thread if the store can answer without blocking.
+
+        Returns the value found, None for a miss (an unreadable entry
+        included: reported, counted, and overwritten by the run that follows),
+        or ``NOT_NOW`` when the store cannot answer without blocking (or
+        cannot be opened: the run reports that): then ``open().read``.
+        """
+        try:
+            get_nowait = getattr(self.slot.get(), "get_nowait", None)
+        except Exception:
+            return NOT_NOW
+        if get_nowait is None:
+            return NOT_NOW
+        try:
+            data = get_nowait(key)
+        except WouldBlock:
+            return NOT_NOW
+        except Exception as exc:
+            self.fail("read", exc)
+            return None
+        return None if data is None else self.decode(data)
+
+    def decode(self, data: bytes) -> Found[Any] | None:
+        """Return the value in stored ``data`` (a hit, counted), or None if it cannot be read."""
+        try:
+            value = self.codec.decode(data)
+        except Exception as exc:
+            self.fail("decode", exc)
+            return None
+        self.counters.hits += 1
+        return Found(value)
+
+    def open(self) -> OpenEntries:
+        """Open the store for one run's reads and writes.
+
+        A store that cannot be opened is reported and counted once, here; the
+        run then reads nothing and writes nothing.
+        """
+        try:
+            store: Store | None = self.slot.get()
+        except Exception as exc:
+            self.fail("opening the store", exc)
+            store = None
+        return OpenEntries(self, store)
+
+
+class OpenEntries:
+    """The entries of one run: read, write and release on a store opened once."""
+
+    __slots__ = ("_entries", "_store")
+
+    def __init__(self, entries: Entries, store: Store | None) -> None:
+        self._entries = entries
+        self._store = store
+
+    async def read(self, key: str) -> Found[Any] | None:
+        """Return the value stored under ``key``, or None: absent, unreadable or failing."""
+        if self._store is None:
+            return None
+        try:
+            data = await self._store.get(key)
+        except Exception as exc:
+            self._entries.fail("read", exc)
+            return None
+        return None if data is None else self._entries.decode(data)
+
+    async def write(self, key: str, value: Any) -> bool:
+        """Store ``value`` under ``key`` unless ``cache_if`` rejects it; return whether written."""
+        if self._store is None:
+            return False
+        entries = self._entries
+        try:
+            if entries.cache_if is not None and not entries.cache_if(value):
+                return False
+            data = entries.codec.encode(value)
+        except Exception as exc:
+            entries.fail("encode", exc)
+            return False
+        try:
+            await self._store.set(key, data, ttl=entries.ttl)
+        except Exception as exc:
+            entries.fail("write", exc)
+            return False
+        return True
+
+    async def release(self, key: str) -> None:
+        """Tell the store that no value is coming for ``key`` after a miss it answered.
+
+        A store that makes other processes wait for a miss it answered
+        (``RedisStore(lock_timeout=...)``) then lets them compute it.
+        """
+        release = getattr(self._store, "release", None)
+        if release is None:
+            return
+        try:
+            await release(key)
+        except Exception as exc:
+            self._entries.fail("release", exc)
