@@ -346,7 +346,9 @@ def digest_arguments(arguments: dict[str, Any], owner: str) -> str:
             try:
                 canon[name] = canonical(value)
             except UnkeyableError as exc:
-                raise _argument_error(owner, name, exc) from None
+                # The user's own exception (a __memo_key__ that raised) stays the
+                # cause, traceback and all; memo's internal one is not shown.
+                raise _argument_error(owner, name, exc) from exc.__cause__
         try:
             data = orjson.dumps(canon, option=orjson.OPT_SORT_KEYS)
         except orjson.JSONEncodeError:
@@ -366,6 +368,4 @@ def _argument_error(owner: str, name: str, exc: UnkeyableError) -> TypeError:
         f"pass ignore=({name!r},) to leave it out of the key, "
         f"or give the type a __memo_key__() method that returns a keyable value"
     )
-    error = TypeError(msg)
-    error.__cause__ = exc.__cause__
-    return error
+    return TypeError(msg)

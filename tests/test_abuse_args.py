@@ -6,6 +6,7 @@ import dataclasses
 import re
 import subprocess
 import sys
+import traceback
 from typing import Any
 
 import pydantic
@@ -287,3 +288,14 @@ async def test_hostile_values_round_trip_through_the_cache() -> None:
     assert first == second
     assert len(runs) == len(values)
     assert describe.cache_info().hits == len(values)
+
+
+def test_a_raising_memo_key_keeps_its_traceback() -> None:
+    """The TypeError's cause is the user's own exception, with the frame that raised it."""
+    with pytest.raises(TypeError, match="no key today") as caught:
+        f.cache_key(RaisingKey())
+    cause = caught.value.__cause__
+    assert isinstance(cause, RuntimeError)
+    assert str(cause) == "no key today"
+    frames = [frame.name for frame in traceback.extract_tb(cause.__traceback__)]
+    assert frames[-1] == "__memo_key__"
