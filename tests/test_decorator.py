@@ -547,3 +547,21 @@ async def test_directory_option_uses_that_folder(tmp_path: Path, cache_dir: Path
     store = DiskStore(folder)
     assert await store.get(cached.cache_key(1)) is not None
     await store.close()
+
+
+async def test_a_bound_method_shows_the_function_not_its_state() -> None:
+    """obj.method has the function's names, namespace and store, and no private state copied."""
+    calls: list[str] = []
+    bound = Weather(calls).forecast
+    assert bound.__name__ == "forecast"
+    assert bound.__qualname__ == "Weather.forecast"
+    assert bound.__doc__ == "Forecast a city."
+    assert bound.__wrapped__ is Weather.forecast
+    assert bound.namespace == "weather.forecast"
+    assert bound.store is Weather.forecast.store
+    private = [
+        name
+        for name in vars(bound)
+        if name.startswith("_") and not name.startswith(("__", "_is_coroutine"))
+    ]
+    assert private == []
