@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import nox
 
 nox.options.default_venv_backend = "venv"
@@ -13,6 +16,24 @@ nox.options.sessions = ["lint", "typecheck", "tests", "docs"]
 # Every supported Python: some defects (asyncio, inspect, redis-py's timeouts)
 # exist on some versions only. `nox -s tests-3.11` runs one.
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+
+
+def _find_pyenv_pythons() -> None:
+    # pyenv's shims answer only for the selected version ("python3.10: command
+    # not found"), so nox would miss the others pyenv installed: put their
+    # folders first on PATH.
+    root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
+    folders = [
+        str(folder)
+        for version in PYTHONS
+        for folder in sorted(root.glob(f"{version}.*/bin"))[-1:]
+        if (folder / f"python{version}").exists()
+    ]
+    if folders:
+        os.environ["PATH"] = os.pathsep.join([*folders, os.environ.get("PATH", "")])
+
+
+_find_pyenv_pythons()
 
 
 @nox.session(python=PYTHONS)
