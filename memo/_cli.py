@@ -1,10 +1,10 @@
 """The ``memo`` command line: the demo, and a look inside a cache folder.
 
-Reading (``stats``, ``ls``, ``show``) is read-only SQL on diskcache's
-``cache.db``, so looking never changes a cache, not even its access times.
-Writing (``clear``, ``prune``) goes through ``DiskStore``. Stored values are
-decoded only when that is safe: JSON and pydantic envelopes are parsed as
-JSON; a pickled value is described, never unpickled.
+Reading (``stats``, ``ls``, ``show``) goes through the read-only folder view
+of ``memo.stores._diskcache``, so looking never changes a cache, not even its
+access times. Writing (``clear``, ``prune``) goes through ``DiskStore``. Stored
+values are decoded only when that is safe: JSON and pydantic envelopes are
+parsed as JSON; a pickled value is described, never unpickled.
 """
 
 from __future__ import annotations
@@ -15,11 +15,9 @@ import contextlib
 import datetime
 import json
 import os
-import sqlite3
 import sys
 import time
 import unicodedata
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -27,151 +25,44 @@ import orjson
 
 from memo._demo import DemoError
 from memo._demo import main as demo
-from memo.stores.base import namespace_of, namespace_prefix
-from memo.stores.disk import DiskStore, _own_file, default_directory
+from memo._serializers import parse_envelope
+from memo.stores._diskcache import (
+    MODE_BINARY,
+    MODE_PICKLE,
+    MODE_RAW,
+    Entry,
+    Folder,
+    FolderError,
+    own_file,
+)
+from memo.stores.disk import DiskStore, default_directory
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Sequence
 
 __all__ = ["main"]
-
-_ENVELOPE_FORMAT = b"M\x01"  # memo/_serializers.py: format, id length, id, payload
-_MODE_RAW = 1  # diskcache's modes: bytes in the row, bytes in a file, text, pickle
-_MODE_BINARY = 2
-_MODE_PICKLE = 4
-_COLUMNS = "key, raw, store_time, expire_time, size, mode, filename"
-_LAST_TIME = 253402300800  # 10000-01-01: later times cannot be printed as dates
-_SIZE = "CASE WHEN filename IS NULL THEN length(value) ELSE size END"  # bytes of the value
 
 
 class CliError(Exception):
     """Bad input: printed as one line on stderr, exit status 1."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    key: str
-    namespace: str
-    stored: float
-    expires: float | None
-    size: int
-    mode: int
-    filename: str | None
-
-    def expired(self, now: float) -> bool:
-        return self.expires is not None and self.expires <= now
-
-
-# -- reading a cache folder ---------------------------------------------------
-
-
-class _Folder:
-    """A memo cache folder, opened read-only."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        if not directory.exists():
-            msg = f"no cache folder at {directory} (memo creates it on first use; pass --dir)"
-            raise CliError(msg)
-        if not directory.is_dir():
-            msg = f"{directory} is not a folder; pass --dir with a memo cache folder"
-            raise CliError(msg)
-        database = directory / "cache.db"
-        if not database.is_file():
-            msg = f"{directory} is not a memo cache (no cache.db in it)"
-            raise CliError(msg)
-        try:
-            self._db = sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)
-        except sqlite3.Error as exc:
-            msg = f"cannot open {database} ({exc})"
-            raise CliError(msg) from None
-        try:
-            # diskcache's tables, with every column memo reads or writes: `clear`
-            # and `prune` open the folder with diskcache, which would otherwise
-            # add its tables to some other program's cache.db.
-            self._db.execute(f"SELECT {_COLUMNS}, value, tag FROM Cache LIMIT 0")  # noqa: S608
-            self._db.execute("SELECT key, value FROM Settings LIMIT 0")
-        except sqlite3.Error as exc:
-            self._db.close()
-            msg = f"{directory} is not a memo cache ({database.name}: {exc})"
-            raise CliError(msg) from None
-        self.other = 0  # rows memo did not write (non-text keys)
-
-    def close(self) -> None:
-        self._db.close()
-
-    def _rows(self, where: str = "", args: Sequence[Any] = ()) -> Iterator[_Entry]:
-        # `where` is one of this module's fixed clauses; values are bound parameters.
-        sql = f"SELECT {_COLUMNS}, {_SIZE} FROM Cache {where} ORDER BY store_time"  # noqa: S608
-        for key, raw, stored, expires, _, mode, filename, size in self._db.execute(sql, args):
-            # SQLite keeps whatever type a row was given: a row that diskcache
-            # did not write for memo may hold text where times belong.
-            stored_at = _timestamp(stored)
-            expires_at = None if expires is None else _timestamp(expires)
-            if (
-                not raw
-                or not isinstance(key, str)
-                or ":" not in key
-                or stored_at is None
-                or (expires is not None and expires_at is None)
-                or not (size is None or type(size) is int)
-                or type(mode) is not int
-                or not (filename is None or isinstance(filename, str))
-            ):
-                self.other += 1
-                continue
-            yield _Entry(key, namespace_of(key), stored_at, expires_at, size or 0, mode, filename)
-
-    def entries(self) -> list[_Entry]:
-        self.other = 0
-        return list(self._rows())
-
-    def namespace(self, namespace: str) -> list[_Entry]:
-        prefix = namespace_prefix(namespace)
-        rows = self._rows("WHERE substr(key, 1, ?) = ?", (len(prefix), prefix))
-        return [entry for entry in rows if entry.namespace == namespace]
-
-    def find(self, key: str) -> _Entry:
-        exact = list(self._rows("WHERE key = ?", (key,)))
-        if exact:
-            return exact[0]
-        # Keys are long: like git, accept any prefix that names one entry.
-        matches = list(self._rows("WHERE substr(key, 1, ?) = ?", (len(key), key)))
-        if len(matches) == 1:
-            return matches[0]
-        if matches:
-            msg = f"{key!r} is the start of {len(matches)} keys; give more of it"
-            raise CliError(msg)
-        msg = f"no entry with key {key!r} in {self.directory} (list keys with `memo ls NAMESPACE`)"
-        raise CliError(msg)
-
-    def read(self, entry: _Entry) -> bytes:
-        if entry.filename is not None:
-            return (self.directory / entry.filename).read_bytes()
-        row = self._db.execute("SELECT value FROM Cache WHERE key = ?", (entry.key,)).fetchone()
-        if row is None:
-            msg = f"the entry {entry.key!r} was removed while being read"
-            raise CliError(msg)
-        value = row[0]
-        return value if isinstance(value, bytes) else str(value).encode()
-
-
-def _timestamp(value: object) -> float | None:
-    """Return ``value`` as a Unix time that can be printed, or None."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < _LAST_TIME:
-        return float(value)
-    return None
-
-
-@contextlib.contextmanager
-def _open(directory: str | None) -> Iterator[_Folder]:
+def _open(directory: str | None) -> Folder:
     # Absolute: sqlite3 opens the folder's database through a file: URI.
     path = Path(directory).expanduser() if directory else default_directory()
-    folder = _Folder(path.absolute())
-    try:
-        yield folder
-    finally:
-        folder.close()
+    return Folder(path.absolute())
+
+
+def _find(folder: Folder, key: str) -> Entry:
+    # Keys are long: like git, accept any prefix that names one entry.
+    matches = folder.matching(key)
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        msg = f"{key!r} is the start of {len(matches)} keys; give more of it"
+        raise CliError(msg)
+    msg = f"no entry with key {key!r} in {folder.directory} (list keys with `memo ls NAMESPACE`)"
+    raise CliError(msg)
 
 
 # -- formatting ---------------------------------------------------------------
@@ -204,7 +95,7 @@ def _iso(timestamp: float | None) -> str | None:
     return moment.isoformat(timespec="seconds")
 
 
-def _expiry(entry: _Entry, now: float) -> str:
+def _expiry(entry: Entry, now: float) -> str:
     if entry.expires is None:
         return "never"
     if entry.expired(now):
@@ -269,7 +160,7 @@ def _stats(args: argparse.Namespace) -> int:
         entries = folder.entries()
         other = folder.other
         directory = folder.directory
-    groups: dict[str, list[_Entry]] = {}
+    groups: dict[str, list[Entry]] = {}
     for entry in entries:
         groups.setdefault(entry.namespace, []).append(entry)
     namespaces: list[dict[str, Any]] = [
@@ -315,7 +206,7 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
-def _namespace_entries(folder: _Folder, namespace: str) -> list[_Entry]:
+def _namespace_entries(folder: Folder, namespace: str) -> list[Entry]:
     entries = folder.namespace(namespace)
     if not entries:
         known = sorted({entry.namespace for entry in folder.entries()})
@@ -350,12 +241,10 @@ def _ls(args: argparse.Namespace) -> int:
 
 def _decode(data: bytes) -> dict[str, Any]:
     """Describe a stored value; parse it only as JSON, never unpickle it."""
-    header = len(_ENVELOPE_FORMAT) + 1
-    if len(data) < header or not data.startswith(_ENVELOPE_FORMAT):
+    envelope = parse_envelope(data)
+    if envelope is None:
         return {"serializer": None, "decoded": False, "note": "not a memo envelope"}
-    end = header + data[header - 1]
-    serializer = data[header:end].decode("utf-8", errors="replace")
-    payload = data[end:]
+    serializer, payload = envelope
     if serializer == "pickle":
         note = f"pickled, {len(payload)} bytes, not decoded"
         return {"serializer": serializer, "decoded": False, "note": note}
@@ -370,19 +259,19 @@ def _decode(data: bytes) -> dict[str, Any]:
 def _show(args: argparse.Namespace) -> int:
     now = time.time()
     with _open(args.dir) as folder:
-        entry = folder.find(args.key)
-        if entry.mode == _MODE_PICKLE:
+        entry = _find(folder, args.key)
+        if entry.mode == MODE_PICKLE:
             described: dict[str, Any] = {
                 "serializer": None,
                 "decoded": False,
                 "note": f"a diskcache pickle entry, {entry.size} bytes, not decoded",
             }
-        elif entry.mode == _MODE_BINARY and not _own_file(entry.filename):
+        elif entry.mode == MODE_BINARY and not own_file(entry.filename):
             # diskcache names its value files itself; a row naming another
             # path ("../../.ssh/id_ed25519") would print a file memo never wrote.
             note = f"the entry names the file {entry.filename!r}, not one of the cache's; not read"
             described = {"serializer": None, "decoded": False, "note": note}
-        elif entry.mode in (_MODE_RAW, _MODE_BINARY):
+        elif entry.mode in (MODE_RAW, MODE_BINARY):
             described = _decode(folder.read(entry))
         else:
             note = f"a diskcache entry in mode {entry.mode}, not written by memo"
@@ -449,7 +338,7 @@ def _clear(args: argparse.Namespace) -> int:
     async def drop() -> int:
         try:
             if args.all:
-                return int(await store._run(lambda cache: cache.clear(retry=True)))
+                return await store.clear_all()
             return await store.clear(args.namespace)
         finally:
             await store.close()
@@ -470,7 +359,7 @@ def _prune(args: argparse.Namespace) -> int:
 
     async def expire() -> int:
         try:
-            return int(await store._run(lambda cache: cache.expire(now=now, retry=True)))
+            return await store.expire()
         finally:
             await store.close()
 
@@ -556,7 +445,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = args.command or "demo"
     try:
         status: int = demo() if args.command is None else args.run(args)
-    except (CliError, DemoError) as exc:
+    except (CliError, FolderError, DemoError) as exc:
         print(f"memo {name}: error: {_printable(str(exc))}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # also `python -m memo | head`

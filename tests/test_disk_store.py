@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -174,6 +177,46 @@ async def test_store_api_round_trip(tmp_path: Path) -> None:
     assert await store.delete("ns:1") is False
     assert await store.clear("ns") == 1
     assert await store.get("ns:2") is None
+    await store.close()
+
+
+def _rows(folder: Path) -> list[str]:
+    """The keys of every row in the folder's database, expired ones included."""
+    with contextlib.closing(sqlite3.connect(folder / "cache.db")) as con:
+        return sorted(key for (key,) in con.execute("SELECT key FROM Cache"))
+
+
+async def test_expire_drops_expired_entries_of_every_namespace(tmp_path: Path) -> None:
+    """expire() deletes expired rows and their value files in every namespace; keeps the rest."""
+    folder = tmp_path / "expire"
+    store = DiskStore(folder)
+    await store.set("a:old", b"1", ttl=0.01)
+    await store.set("b:old", b"x" * 100_000, ttl=0.01)  # large: its value file goes too
+    await store.set("a:forever", b"2")
+    await store.set("b:fresh", b"3", ttl=3600)
+    await asyncio.sleep(0.05)
+    assert await store.expire() == 2
+    assert _rows(folder) == ["a:forever", "b:fresh"]
+    assert list(folder.rglob("*.val")) == []
+    assert await store.get("b:fresh") == b"3"
+    assert await store.expire() == 0
+    await store.close()
+
+
+async def test_clear_all_drops_every_entry_of_the_folder(tmp_path: Path) -> None:
+    """clear_all() drops the entries of every namespace and function; the store stays usable."""
+    folder = tmp_path / "clear-all"
+    store = DiskStore(folder)
+    _, compute = _counted("decorated", store=store)
+    await compute(1)
+    await store.set("a:1", b"1")
+    await store.set("b:1", b"x" * 100_000, ttl=3600)
+    assert await store.clear_all() == 3
+    assert _rows(folder) == []
+    assert list(folder.rglob("*.val")) == []
+    assert await store.clear_all() == 0
+    await store.set("a:2", b"2")
+    assert await store.get("a:2") == b"2"
     await store.close()
 
 

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import functools
 import os
-import re
 import sqlite3
 import stat
 import sys
@@ -19,9 +18,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import diskcache
-from diskcache.core import MODE_BINARY, MODE_RAW
 
 from memo._report import MemoWarning
+from memo.stores._diskcache import (
+    MODE_BINARY,
+    MODE_RAW,
+    SELECT_VALUE,
+    RefusedEntryError,
+    SafeDisk,
+    refused_mode,
+)
 from memo.stores.base import WouldBlock, namespace_of
 
 if TYPE_CHECKING:
@@ -51,53 +57,6 @@ def default_directory() -> Path:
         return Path.home() / "Library" / "Caches" / "memo"
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg) if xdg else Path.home() / ".cache") / "memo"
-
-
-# diskcache's own lookup (Cache.get), minus the columns memo never needs.
-_SELECT = (
-    "SELECT mode, value FROM Cache"
-    " WHERE key = ? AND raw = 1 AND (expire_time IS NULL OR expire_time > ?)"
-)
-
-
-class RefusedEntryError(ValueError):
-    """An entry diskcache would have to unpickle (or decode as text) to read."""
-
-
-class _SafeDisk(diskcache.Disk):  # type: ignore[misc]
-    """A diskcache ``Disk`` whose read path only ever returns bytes.
-
-    diskcache unpickles entries stored in its pickle mode when they are read
-    (CVE-2025-69872), so anyone who can write the folder could run code in
-    every process that reads it. memo only ever stores bytes, so any other
-    mode is refused before it is decoded.
-    """
-
-    def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> Any:
-        if mode not in (MODE_RAW, MODE_BINARY) or (mode == MODE_RAW and type(value) is not bytes):
-            msg = f"refusing to read a diskcache entry stored in mode {mode} (not raw bytes)"
-            raise RefusedEntryError(msg)
-        if mode == MODE_BINARY and not _own_file(filename):
-            msg = f"refusing to read a diskcache entry whose file {filename!r} is not its own"
-            raise RefusedEntryError(msg)
-        return super().fetch(mode, filename, value, read)
-
-    def remove(self, file_path: str) -> None:
-        # diskcache deletes the file a row names when the row is replaced or
-        # dropped: never follow a crafted row out of the folder.
-        if _own_file(file_path):
-            super().remove(file_path)
-
-
-# diskcache names value files "ab/cd/<28 hex digits>.val" (Disk.filename). A
-# row naming any other path ("../../.ssh/id_ed25519") was not written by
-# diskcache: reading it would leak a file into a result, deleting it on
-# overwrite would destroy it.
-_OWN_FILE = re.compile(r"[0-9a-f]{2}[/\\][0-9a-f]{2}[/\\][0-9a-f]{28}\.val")
-
-
-def _own_file(filename: object) -> bool:
-    return isinstance(filename, str) and _OWN_FILE.fullmatch(filename) is not None
 
 
 def _prepare_directory(path: Path) -> None:
@@ -174,7 +133,7 @@ class DiskStore:
                     cache.__init__(
                         str(self.directory),
                         timeout=self.timeout,
-                        disk=_SafeDisk,
+                        disk=SafeDisk,
                         size_limit=self.size_limit,
                         eviction_policy="least-recently-stored",
                         statistics=False,
@@ -237,6 +196,14 @@ class DiskStore:
     def _clear(cache: diskcache.Cache, namespace: str) -> int:
         return int(cache.evict(namespace, retry=False))
 
+    @staticmethod
+    def _expire(cache: diskcache.Cache, now: float) -> int:
+        return int(cache.expire(now=now, retry=True))
+
+    @staticmethod
+    def _clear_all(cache: diskcache.Cache) -> int:
+        return int(cache.clear(retry=True))
+
     def _reader(self) -> sqlite3.Connection:
         reader: tuple[int, sqlite3.Connection] | None = getattr(self._local, "con", None)
         if reader is not None and reader[0] == self._generation:
@@ -272,7 +239,7 @@ class DiskStore:
             RefusedEntryError: the entry is not raw bytes (never decoded).
         """
         try:
-            row = self._reader().execute(_SELECT, (key, time.time())).fetchone()
+            row = self._reader().execute(SELECT_VALUE, (key, time.time())).fetchone()
         except sqlite3.OperationalError as exc:
             raise WouldBlock from exc
         if row is None:
@@ -282,8 +249,7 @@ class DiskStore:
             return value
         if mode == MODE_BINARY:
             raise WouldBlock
-        msg = f"refusing to read a diskcache entry stored in mode {mode} (not raw bytes)"
-        raise RefusedEntryError(msg)
+        raise refused_mode(mode)
 
     async def get(self, key: str) -> bytes | None:
         """Return the bytes stored under ``key``, or None.
@@ -309,6 +275,31 @@ class DiskStore:
     async def clear(self, namespace: str) -> int:
         """Drop every entry of ``namespace``; return how many."""
         return await self._run(self._clear, namespace)
+
+    async def expire(self) -> int:
+        """Drop every expired entry of the folder now, in all namespaces.
+
+        An expired entry already reads as a miss, but it stays on disk until
+        it is overwritten or culled; this frees its space now. Entries go in
+        batches, so other processes can write in between; where ``get`` and
+        ``set`` fail once SQLite's lock is held past ``timeout``, this tries
+        again until done.
+
+        Returns:
+            How many entries were dropped.
+        """
+        return await self._run(self._expire, time.time())
+
+    async def clear_all(self) -> int:
+        """Drop every entry of the folder: all namespaces, every function that uses it.
+
+        Like ``expire``, it goes in batches and tries again while SQLite's
+        lock is held by another process, instead of failing.
+
+        Returns:
+            How many entries were dropped.
+        """
+        return await self._run(self._clear_all)
 
     async def close(self) -> None:
         """Close the SQLite connections and the thread pool; later use reopens them."""
