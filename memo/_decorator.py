@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from memo._binding import Binding
 from memo._context import Mode, current_mode
-from memo._entries import CacheInfo, Entries, Found, StoreSlot
+from memo._entries import NOT_NOW, CacheInfo, Entries, Found, StoreSlot
 from memo._flight import Flights
 from memo._keys import digest_arguments
 from memo._names import qualified_name
@@ -71,7 +71,7 @@ class CachedFunction(Generic[P, R]):
         slot = StoreSlot(
             self.namespace, owner, store=options.store, directory=options.directory, stacklevel=3
         )
-        self._entries = Entries(
+        self._entries: Entries[R] = Entries(
             slot,
             serializer=options.serializer or serializer_for(fn, final=False),
             fn=fn,
@@ -118,8 +118,8 @@ class CachedFunction(Generic[P, R]):
             # Not awaited between find and start: concurrent callers run it once.
             found = self._entries.read_nowait(key)
             if isinstance(found, Found):
-                return found.value  # type: ignore[no-any-return]
-            run = self._read_or_run(key, args, kwargs, read=found is not None)
+                return found.value
+            run = self._read_or_run(key, args, kwargs, read=found is NOT_NOW)
             flight = self._flights.start(key, run)
         else:
             self._entries.counters.hits += 1
@@ -143,7 +143,7 @@ class CachedFunction(Generic[P, R]):
         if read:
             found = await entries.read(key)
             if found is not None:
-                return found.value  # type: ignore[no-any-return]
+                return found.value
         self._entries.counters.misses += 1
         written = False
         try:
@@ -213,7 +213,7 @@ class CachedFunction(Generic[P, R]):
         return f"<cached {self._owner} namespace={self.namespace!r}>"
 
 
-def entries_of(function: CachedFunction[..., Any]) -> Entries:
+def entries_of(function: CachedFunction[..., R]) -> Entries[R]:
     """Return the entry I/O of a cached function, for memo's own integrations (memo.openai)."""
     return function._entries
 

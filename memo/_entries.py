@@ -148,7 +148,7 @@ class StoreSlot:
         return self._store
 
 
-class Entries:
+class Entries(Generic[T]):
     """One namespace's entries, read and written through a codec, failing open.
 
     Args:
@@ -180,12 +180,14 @@ class Entries:
         self.cache_if = cache_if
         self.counters = Counters() if counters is None else counters
 
-    def with_codec(self, codec: Codec) -> Entries:
+    def with_codec(self, codec: Codec) -> Entries[Any]:
         """Return a view of these entries (same store, ttl and counters) through another codec.
 
         The view writes whatever it is given: no ``cache_if``.
         """
-        view = Entries(self.slot, serializer=None, ttl=self.ttl, counters=self.counters)
+        view: Entries[Any] = Entries(
+            self.slot, serializer=None, ttl=self.ttl, counters=self.counters
+        )
         view._codec = codec
         return view
 
@@ -206,7 +208,7 @@ class Entries:
         self.counters.errors += 1
         report_failure(self.slot.namespace, operation, exc)
 
-    def read_nowait(self, key: str) -> Found[Any] | Literal[_NotNow.NOT_NOW] | None:
+    def read_nowait(self, key: str) -> Found[T] | Literal[_NotNow.NOT_NOW] | None:
         """Read ``key`` on this thread if the store can answer without blocking.
 
         Returns the value found, None for a miss (an unreadable entry
@@ -229,7 +231,7 @@ class Entries:
             return None
         return None if data is None else self.decode(data)
 
-    def decode(self, data: bytes) -> Found[Any] | None:
+    def decode(self, data: bytes) -> Found[T] | None:
         """Return the value in stored ``data`` (a hit, counted), or None if it cannot be read."""
         try:
             value = self.codec.decode(data)
@@ -239,7 +241,7 @@ class Entries:
         self.counters.hits += 1
         return Found(value)
 
-    def open(self) -> OpenEntries:
+    def open(self) -> OpenEntries[T]:
         """Open the store for one run's reads and writes.
 
         A store that cannot be opened is reported and counted once, here; the
@@ -253,16 +255,16 @@ class Entries:
         return OpenEntries(self, store)
 
 
-class OpenEntries:
+class OpenEntries(Generic[T]):
     """The entries of one run: read, write and release on a store opened once."""
 
     __slots__ = ("_entries", "_store")
 
-    def __init__(self, entries: Entries, store: Store | None) -> None:
+    def __init__(self, entries: Entries[T], store: Store | None) -> None:
         self._entries = entries
         self._store = store
 
-    async def read(self, key: str) -> Found[Any] | None:
+    async def read(self, key: str) -> Found[T] | None:
         """Return the value stored under ``key``, or None: absent, unreadable or failing."""
         if self._store is None:
             return None
@@ -273,7 +275,7 @@ class OpenEntries:
             return None
         return None if data is None else self._entries.decode(data)
 
-    async def write(self, key: str, value: Any) -> bool:
+    async def write(self, key: str, value: T) -> bool:
         """Store ``value`` under ``key`` unless ``cache_if`` rejects it; return whether written."""
         if self._store is None:
             return False
