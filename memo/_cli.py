@@ -25,7 +25,7 @@ import orjson
 
 from memo._demo import DemoError
 from memo._demo import main as demo
-from memo._serializers import parse_envelope
+from memo._envelope import parse_envelope
 from memo.stores._diskcache import (
     MODE_BINARY,
     MODE_PICKLE,
@@ -239,12 +239,15 @@ def _ls(args: argparse.Namespace) -> int:
     return 0
 
 
-def _decode(data: bytes) -> dict[str, Any]:
+def _decode(data: bytes, key: str) -> dict[str, Any]:
     """Describe a stored value; parse it only as JSON, never unpickle it."""
-    envelope = parse_envelope(data)
+    envelope = parse_envelope(data, key)
     if envelope is None:
         return {"serializer": None, "decoded": False, "note": "not a memo envelope"}
-    serializer, payload = envelope
+    serializer, payload, problem = envelope
+    if problem is not None:
+        note = f"{problem}; memo reads it as a miss"
+        return {"serializer": serializer, "decoded": False, "note": note}
     if serializer == "pickle":
         note = f"pickled, {len(payload)} bytes, not decoded"
         return {"serializer": serializer, "decoded": False, "note": note}
@@ -272,7 +275,7 @@ def _show(args: argparse.Namespace) -> int:
             note = f"the entry names the file {entry.filename!r}, not one of the cache's; not read"
             described = {"serializer": None, "decoded": False, "note": note}
         elif entry.mode in (MODE_RAW, MODE_BINARY):
-            described = _decode(folder.read(entry))
+            described = _decode(folder.read(entry), entry.key)
         else:
             note = f"a diskcache entry in mode {entry.mode}, not written by memo"
             described = {"serializer": None, "decoded": False, "note": note}

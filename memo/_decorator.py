@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 from memo._binding import Binding
 from memo._context import Mode, current_mode
 from memo._entries import NOT_NOW, CacheInfo, Entries, Found, StoreSlot
-from memo._flight import Flights
+from memo._flight import Flight, Flights
 from memo._keys import digest_arguments
 from memo._names import qualified_name
 from memo._options import Options
@@ -78,7 +78,7 @@ class CachedFunction(Generic[P, R]):
             ttl=options.ttl,
             cache_if=options.cache_if,
         )
-        self._flights: Flights[R] = Flights()
+        self._flights: Flights[Found[R]] = Flights()
         if hasattr(inspect, "markcoroutinefunction"):  # Python 3.12+
             inspect.markcoroutinefunction(self)
         # What obj.method shows of the function (__name__, __doc__, __wrapped__,
@@ -114,16 +114,15 @@ class CachedFunction(Generic[P, R]):
         if mode is Mode.REFRESH:
             return await self._run_and_write(key, args, kwargs)
         flight = self._flights.find(key)
-        if flight is None:
-            # Not awaited between find and start: concurrent callers run it once.
-            found = self._entries.read_nowait(key)
-            if isinstance(found, Found):
-                return found.value
-            run = self._read_or_run(key, args, kwargs, read=found is NOT_NOW)
-            flight = self._flights.start(key, run)
-        else:
+        if flight is not None:  # a hit: the run going on answers, with an object of our own
             self._entries.counters.hits += 1
-        return await flight.join()
+            return self._entries.copy(await flight.join(), key)
+        # Not awaited between find and start: concurrent callers run it once.
+        found = self._entries.read_nowait(key)
+        if isinstance(found, Found):
+            return found.value
+        run = functools.partial(self._read_or_run, key, args, kwargs, read=found is NOT_NOW)
+        return (await self._flights.start(key, run).join()).value
 
     def _refuse_self_wait(self, key: str) -> None:
         if key in _computing.get():
@@ -134,8 +133,14 @@ class CachedFunction(Generic[P, R]):
             raise RecursionError(msg)
 
     async def _read_or_run(
-        self, key: str, args: tuple[Any, ...], kwargs: dict[str, Any], *, read: bool
-    ) -> R:
+        self,
+        key: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        flight: Flight[Found[R]],
+        *,
+        read: bool,
+    ) -> Found[R]:
         # A run is a task of its own, whose context is a copy: the mark is seen
         # by everything the function awaits or spawns, and by nothing outside it.
         _computing.set(_computing.get() | {key})
@@ -143,20 +148,29 @@ class CachedFunction(Generic[P, R]):
         if read:
             found = await entries.read(key)
             if found is not None:
-                return found.value
+                return found
         self._entries.counters.misses += 1
-        written = False
         try:
             result = await self._fn(*args, **kwargs)
-            # Write before answering: a program that exits right after its
-            # call (asyncio.run cancels leftover tasks) still keeps the entry.
-            written = await entries.write(key, result)
+        except BaseException:
+            flight.close()  # its exception is for the callers it has, not for newcomers
+            await entries.release(key)
+            raise
+        # Write before answering: a program that exits right after its call
+        # (asyncio.run cancels leftover tasks) still keeps the entry.
+        data = None
+        try:
+            data = None if flight.superseded else await entries.write(key, result)
+            if data is not None and flight.superseded:  # invalidated while it was written
+                await entries.delete(key)
         finally:
-            if not written:
+            if data is None:
                 await entries.release(key)
-        return result
+        return Found(result, data)
 
     async def _run_and_write(self, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        # Runs going on (and starting until this one is written) compute older values.
+        self._flights.supersede(key)
         token = _computing.set(_computing.get() | {key})
         try:
             self._entries.counters.misses += 1
@@ -164,6 +178,7 @@ class CachedFunction(Generic[P, R]):
         finally:
             _computing.reset(token)
         await self._entries.open().write(key, result)
+        self._flights.supersede(key)
         return result
 
     # -- management -----------------------------------------------------------
@@ -183,11 +198,20 @@ class CachedFunction(Generic[P, R]):
         Raises:
             Exception: whatever the store raises (a management call fails loudly).
         """
-        return await self.store.delete(self._key(args, kwargs))
+        key = self._key(args, kwargs)
+        # Before and after: runs going on, or starting while the entry is
+        # dropped, may hold the old value.
+        self._flights.supersede(key)
+        existed = await self.store.delete(key)
+        self._flights.supersede(key)
+        return existed
 
     async def cache_clear(self) -> int:
         """Drop every entry of this function's namespace, all versions; return how many."""
-        return await self.store.clear(self.namespace)
+        self._flights.supersede()
+        cleared = await self.store.clear(self.namespace)
+        self._flights.supersede()
+        return cleared
 
     def cache_info(self) -> CacheInfo:
         """Return the hits, misses and errors of this function in this process."""

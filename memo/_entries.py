@@ -12,14 +12,16 @@ never a result.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import enum
 import warnings
 import weakref
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
+from memo._envelope import Codec
 from memo._report import MemoWarning, report_failure
-from memo._serializers import Codec, JsonSerializer, serializer_for
+from memo._serializers import JsonSerializer, serializer_for
 from memo.stores.base import WouldBlock
 from memo.stores.disk import shared_disk_store
 
@@ -69,12 +71,16 @@ class Counters:
 
 
 class Found(Generic[T]):
-    """A value read from the store (which may be None: a stored None)."""
+    """A value (which may be None: a stored None) and the stored bytes it came from or went to.
 
-    __slots__ = ("value",)
+    ``data`` is None for a value that was not stored.
+    """
 
-    def __init__(self, value: T) -> None:
+    __slots__ = ("data", "value")
+
+    def __init__(self, value: T, data: bytes | None) -> None:
         self.value = value
+        self.data = data
 
 
 class _NotNow(enum.Enum):
@@ -229,17 +235,32 @@ class Entries(Generic[T]):
         except Exception as exc:
             self.fail("read", exc)
             return None
-        return None if data is None else self.decode(data)
+        return None if data is None else self.decode(data, key)
 
-    def decode(self, data: bytes) -> Found[T] | None:
+    def decode(self, data: bytes, key: str) -> Found[T] | None:
         """Return the value in stored ``data`` (a hit, counted), or None if it cannot be read."""
         try:
-            value = self.codec.decode(data)
+            value = self.codec.decode(data, key)
         except Exception as exc:
             self.fail("decode", exc)
             return None
         self.counters.hits += 1
-        return Found(value)
+        return Found(value, data)
+
+    def copy(self, found: Found[T], key: str) -> T:
+        """Return an object of the caller's own, equal to ``found.value``.
+
+        Decoded again from the stored bytes when there are some, else a deep
+        copy; a value that cannot be copied is shared (reported, not counted).
+        """
+        try:
+            if found.data is not None:
+                value: T = self.codec.decode(found.data, key)
+                return value
+            return copy.deepcopy(found.value)
+        except Exception as exc:
+            report_failure(self.slot.namespace, "copying the result", exc)
+            return found.value
 
     def open(self) -> OpenEntries[T]:
         """Open the store for one run's reads and writes.
@@ -273,26 +294,39 @@ class OpenEntries(Generic[T]):
         except Exception as exc:
             self._entries.fail("read", exc)
             return None
-        return None if data is None else self._entries.decode(data)
+        return None if data is None else self._entries.decode(data, key)
 
-    async def write(self, key: str, value: T) -> bool:
-        """Store ``value`` under ``key`` unless ``cache_if`` rejects it; return whether written."""
+    async def write(self, key: str, value: T) -> bytes | None:
+        """Store ``value`` under ``key`` unless ``cache_if`` rejects it; return the bytes written.
+
+        None when nothing was written: rejected, not faithfully serializable,
+        or the store failed.
+        """
         if self._store is None:
-            return False
+            return None
         entries = self._entries
         try:
             if entries.cache_if is not None and not entries.cache_if(value):
-                return False
-            data = entries.codec.encode(value)
+                return None
+            data = entries.codec.encode(value, key)
         except Exception as exc:
             entries.fail("encode", exc)
-            return False
+            return None
         try:
             await self._store.set(key, data, ttl=entries.ttl)
         except Exception as exc:
             entries.fail("write", exc)
-            return False
-        return True
+            return None
+        return data
+
+    async def delete(self, key: str) -> None:
+        """Drop the entry under ``key`` (a write that turned out to be stale)."""
+        if self._store is None:
+            return
+        try:
+            await self._store.delete(key)
+        except Exception as exc:
+            self._entries.fail("delete", exc)
 
     async def release(self, key: str) -> None:
         """Tell the store that no value is coming for ``key`` after a miss it answered.

@@ -7,6 +7,13 @@ design of async-lru). Runs are kept per event loop, since a task belongs to
 the loop that made it. Nothing here knows about stores: a run is whatever
 coroutine the caller hands to ``start``.
 
+A run stops being offered to new callers when it ends, when its last caller
+leaves, when it closes itself (it failed: its exception is for the callers
+it has), and when it is superseded (the entry was invalidated or refreshed
+while it ran: what it computed or read is older than that). A superseded
+run still answers the callers it has; it checks ``superseded`` before it
+writes.
+
 ``find`` and ``start`` are plain functions, never awaited: a caller that finds
 no run and starts one does so without yielding to the loop in between, so
 concurrent callers never start two runs for one key.
@@ -19,7 +26,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine
+    from collections.abc import Callable, Coroutine
 
 __all__ = ["Flight", "Flights"]
 
@@ -29,15 +36,21 @@ T = TypeVar("T")
 class Flight(Generic[T]):
     """One run for one key, and how many callers wait for it."""
 
-    __slots__ = ("_key", "_table", "_task", "_waiters")
+    __slots__ = ("_key", "_superseded", "_table", "_task", "_waiters")
 
-    def __init__(self, table: dict[str, Flight[T]], key: str, task: asyncio.Task[T]) -> None:
+    def __init__(
+        self,
+        table: dict[str, Flight[T]],
+        key: str,
+        run: Callable[[Flight[T]], Coroutine[Any, Any, T]],
+    ) -> None:
         self._table = table
         self._key = key
-        self._task = task
         self._waiters = 0
+        self._superseded = False
         table[key] = self
-        task.add_done_callback(self._land)
+        self._task = asyncio.get_running_loop().create_task(run(self))
+        self._task.add_done_callback(self._land)
 
     async def join(self) -> T:
         """Wait for the run's result (or exception) as one of its callers.
@@ -53,14 +66,24 @@ class Flight(Generic[T]):
             self._waiters -= 1
             if self._waiters == 0 and not self._task.done():
                 self._task.cancel()
-                self._forget()
+                self.close()
 
-    def _forget(self) -> None:
+    @property
+    def superseded(self) -> bool:
+        """Whether the entry was invalidated or refreshed since this run started."""
+        return self._superseded
+
+    def supersede(self) -> None:
+        """Mark this run as older than the entry: offered to no new caller, never written."""
+        self._superseded = True
+
+    def close(self) -> None:
+        """Stop offering this run to new callers; those it has still get its outcome."""
         if self._table.get(self._key) is self:
             del self._table[self._key]
 
     def _land(self, task: asyncio.Task[T]) -> None:
-        self._forget()
+        self.close()
         if not task.cancelled():
             # Mark the exception retrieved: every caller may have left already.
             task.exception()
@@ -83,10 +106,22 @@ class Flights(Generic[T]):
         return table
 
     def find(self, key: str) -> Flight[T] | None:
-        """Return the run of ``key`` in this event loop, if one is going."""
-        return self._table().get(key)
+        """Return the run of ``key`` in this event loop, if one is going and still current."""
+        flight = self._table().get(key)
+        return None if flight is None or flight.superseded else flight
 
-    def start(self, key: str, run: Coroutine[Any, Any, T]) -> Flight[T]:
-        """Start ``run`` as the run of ``key`` in this event loop, and return it."""
-        task = asyncio.get_running_loop().create_task(run)
-        return Flight(self._table(), key, task)
+    def start(self, key: str, run: Callable[[Flight[T]], Coroutine[Any, Any, T]]) -> Flight[T]:
+        """Start ``run(flight)`` as the run of ``key`` in this event loop, and return the flight."""
+        return Flight(self._table(), key, run)
+
+    def supersede(self, key: str | None = None) -> None:
+        """Mark the runs of ``key`` (None: of every key), in every event loop, as superseded.
+
+        They are offered to no new caller, and they must not write what they
+        computed or read: it is older than whatever superseded them.
+        """
+        # Other loops run in other threads: mark, never mutate their tables.
+        for table in list(self._tables.values()):
+            for flight_key, flight in list(table.items()):
+                if key is None or flight_key == key:
+                    flight.supersede()

@@ -1,10 +1,8 @@
-"""Serializers turn a function's result into bytes and back; the envelope wraps them.
+"""Serializers turn a function's result into bytes and back.
 
-A stored value is wrapped in a small envelope: a format byte and the id of the
-serializer that wrote it. A value written by another serializer (or by an older
-envelope format) is therefore a miss, never a wrong object. This module is the
-envelope's only owner: everything else encodes and decodes through ``Codec``,
-or describes a stored value with ``parse_envelope``.
+What a serializer writes is stored inside memo's envelope (``memo._envelope``),
+which carries the serializer's id (``serializer_id``), so a value written by
+another serializer is a miss, never a wrong object.
 """
 
 from __future__ import annotations
@@ -23,23 +21,16 @@ from memo._names import qualified_name
 from memo._report import logger
 
 __all__ = [
-    "Codec",
-    "EnvelopeError",
     "JsonSerializer",
     "PickleSerializer",
     "PydanticSerializer",
     "Serializer",
     "infer_serializer",
-    "open_envelope",
-    "parse_envelope",
-    "seal_envelope",
     "serializer_for",
     "serializer_id",
 ]
 
 T = TypeVar("T")
-
-_ENVELOPE_FORMAT = b"M\x01"
 
 
 @runtime_checkable
@@ -61,10 +52,6 @@ class Serializer(Protocol[T]):
         ...
 
 
-class EnvelopeError(ValueError):
-    """A stored value was not written by this serializer in this format."""
-
-
 def serializer_id(serializer: Serializer[Any]) -> bytes:
     """Return the envelope id of ``serializer`` (at most 255 bytes)."""
     name = getattr(serializer, "memo_id", None)
@@ -74,76 +61,6 @@ def serializer_id(serializer: Serializer[Any]) -> bytes:
     if len(raw) > 255:
         raw = b"sha256:" + hashlib.sha256(raw).hexdigest().encode()
     return raw
-
-
-class Codec:
-    """A serializer and the envelope around what it writes: values to stored bytes and back.
-
-    Args:
-        serializer: the serializer whose id the envelope carries.
-    """
-
-    __slots__ = ("_header", "serializer")
-
-    def __init__(self, serializer: Serializer[Any]) -> None:
-        self.serializer = serializer
-        self._header = envelope_header(serializer_id(serializer))
-
-    def encode(self, value: Any) -> bytes:
-        """Return ``value`` serialized, in its envelope."""
-        return self._header + self.serializer.dumps(value)
-
-    def decode(self, data: bytes) -> Any:
-        """Return the value stored in ``data``.
-
-        Raises:
-            EnvelopeError: ``data`` was written in another format or by another
-                serializer.
-            Exception: whatever the serializer raises for a payload it cannot read.
-        """
-        return self.serializer.loads(open_envelope(self._header, data))
-
-
-def seal_envelope(sid: bytes, payload: bytes) -> bytes:
-    """Wrap a serialized payload in memo's envelope."""
-    return _ENVELOPE_FORMAT + bytes((len(sid),)) + sid + payload
-
-
-def envelope_header(sid: bytes) -> bytes:
-    """Return the bytes every envelope written with ``sid`` starts with."""
-    return _ENVELOPE_FORMAT + bytes((len(sid),)) + sid
-
-
-def open_envelope(header: bytes, data: bytes) -> bytes:
-    """Return the payload of ``data``, which must start with ``header``.
-
-    Raises:
-        EnvelopeError: ``data`` was written in another format or by another
-            serializer.
-    """
-    if not data.startswith(header):
-        if not data.startswith(_ENVELOPE_FORMAT):
-            msg = "stored value is not in memo's envelope format (written by something else?)"
-        else:
-            msg = "stored value was written by a different serializer"
-        raise EnvelopeError(msg)
-    return data[len(header) :]
-
-
-def parse_envelope(data: bytes) -> tuple[str, bytes] | None:
-    """Split a stored value into the id of the serializer that wrote it and its payload.
-
-    For tools that describe what a cache holds (``memo show``) without
-    knowing which serializer to expect. Returns None for bytes that are not
-    in memo's envelope format.
-    """
-    start = len(_ENVELOPE_FORMAT) + 1
-    if len(data) < start or not data.startswith(_ENVELOPE_FORMAT):
-        return None
-    end = start + data[start - 1]
-    if len(data) < end:
-        return None
-    return data[start:end].decode("utf-8", errors="replace"), data[end:]
 
 
 # orjson writes datetimes, dataclasses and subclasses of str/int/dict/list as

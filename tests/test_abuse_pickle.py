@@ -14,7 +14,7 @@ import diskcache
 import pytest
 
 from memo import DiskStore, JsonSerializer, PickleSerializer, PydanticSerializer, async_disk_cache
-from memo._serializers import envelope_header
+from memo._envelope import seal_envelope
 from memo.stores import RefusedEntryError
 
 if TYPE_CHECKING:
@@ -97,7 +97,7 @@ async def test_raw_pickle_bytes_under_the_key_are_never_loaded(
     key = value.cache_key(2)
     raw = payload_bytes(marker, padding)
     if enveloped:
-        raw = envelope_header(b"pickle") + raw  # as if PickleSerializer had written it
+        raw = seal_envelope(b"pickle", raw, key)  # as if PickleSerializer had written it
     with diskcache.Cache(str(folder)) as plain:
         plain.set(key, raw)  # bytes: stored raw, exactly as memo stores values
     assert await store.get(key) == raw
@@ -116,7 +116,7 @@ async def test_pickle_serializer_does_load_the_raw_row(tmp_path: Path) -> None:
     value, runs = make(store, PickleSerializer())
     key = value.cache_key(3)
     with diskcache.Cache(str(folder)) as plain:
-        plain.set(key, envelope_header(b"pickle") + payload_bytes(marker))
+        plain.set(key, seal_envelope(b"pickle", payload_bytes(marker), key))
     result = await value(3)
     assert marker.exists()  # the planted code ran
     assert result is None  # and the caller got what the planted pickle chose
@@ -144,7 +144,7 @@ async def test_pickle_planted_in_redis_is_never_loaded(
 
     raw = payload_bytes(marker)
     if enveloped:
-        raw = envelope_header(b"pickle") + raw
+        raw = seal_envelope(b"pickle", raw, value.cache_key(4))
     client = redis.asyncio.Redis.from_url(redis_server.url)
     await client.set(store.prefix + "|" + value.cache_key(4), raw)
     assert await value(4) == {"i": 4}

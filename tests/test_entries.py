@@ -9,7 +9,7 @@ import pytest
 
 from memo import CacheInfo, DiskStore, JsonSerializer, MemoryStore, PickleSerializer
 from memo._entries import NOT_NOW, Entries, Found, StoreSlot
-from memo._serializers import Codec
+from memo._envelope import Codec
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -29,7 +29,7 @@ async def test_a_written_value_reads_back_both_ways() -> None:
     """write() stores through the codec; read_nowait() and read() find it, each a hit."""
     entries = _entries(MemoryStore())
     opened = entries.open()
-    assert await opened.write("k", {"a": [1, 2]}) is True
+    assert await opened.write("k", {"a": [1, 2]}) is not None
     found = entries.read_nowait("k")
     assert isinstance(found, Found)
     assert found.value == {"a": [1, 2]}
@@ -42,7 +42,7 @@ async def test_a_written_value_reads_back_both_ways() -> None:
 async def test_a_stored_none_is_found() -> None:
     """None is a value like any other: Found(None), not a miss."""
     entries = _entries(MemoryStore())
-    assert await entries.open().write("k", None) is True
+    assert await entries.open().write("k", None) is not None
     found = entries.read_nowait("k")
     assert isinstance(found, Found)
     assert found.value is None
@@ -82,12 +82,12 @@ async def test_an_unreadable_entry_is_a_miss_and_an_error(
 
 
 async def test_cache_if_decides_what_is_written() -> None:
-    """A result cache_if rejects is not written; write() says so."""
+    """A result cache_if rejects is not written; write() returns no bytes for it."""
     store = MemoryStore()
     entries = _entries(store, cache_if=lambda result: result != "skip")
     opened = entries.open()
-    assert await opened.write("skipped", "skip") is False
-    assert await opened.write("kept", "keep") is True
+    assert await opened.write("skipped", "skip") is None
+    assert await opened.write("kept", "keep") is not None
     assert await store.get("skipped") is None
     assert await store.get("kept") is not None
     assert entries.counters.info() == CacheInfo(hits=0, misses=0, errors=0)
@@ -97,7 +97,7 @@ async def test_a_value_the_serializer_refuses_is_an_error_not_a_write() -> None:
     """A value JSON cannot hold is not written: one error, nothing stored."""
     store = MemoryStore()
     entries = _entries(store)
-    assert await entries.open().write("k", float("nan")) is False
+    assert await entries.open().write("k", float("nan")) is None
     assert await store.get("k") is None
     assert entries.counters.info() == CacheInfo(hits=0, misses=0, errors=1)
 
@@ -108,7 +108,7 @@ async def test_a_store_that_cannot_be_opened_is_reported_once() -> None:
     assert entries.read_nowait("k") is NOT_NOW  # left to open(), which reports it
     opened = entries.open()
     assert await opened.read("k") is None
-    assert await opened.write("k", 1) is False
+    assert await opened.write("k", 1) is None
     await opened.release("k")
     assert entries.counters.info() == CacheInfo(hits=0, misses=0, errors=1)
 
@@ -118,7 +118,7 @@ async def test_a_view_with_another_codec_shares_store_and_counters() -> None:
     store = MemoryStore()
     entries = _entries(store, cache_if=lambda result: False)
     pickled = entries.with_codec(Codec(PickleSerializer()))
-    assert await pickled.open().write("k", {1, 2}) is True  # cache_if is the decorator's
+    assert await pickled.open().write("k", {1, 2}) is not None  # cache_if is the decorator's
     found = pickled.read_nowait("k")
     assert isinstance(found, Found)
     assert found.value == {1, 2}
@@ -135,7 +135,7 @@ async def test_the_serializer_is_inferred_at_first_use() -> None:
     store = MemoryStore()
     slot = StoreSlot("ns", "tests.fn", store=store, directory=None)
     entries = Entries(slot, serializer=None, fn=fn)
-    assert await entries.open().write("k", (1, 2)) is True
+    assert await entries.open().write("k", (1, 2)) is not None
     found = entries.read_nowait("k")
     assert isinstance(found, Found)
     assert found.value == (1, 2)  # a tuple again: pydantic, not JSON

@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from memo import DiskStore, MemoryStore, async_disk_cache
-from memo._serializers import envelope_header, open_envelope
+from memo._envelope import envelope_header, open_envelope
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -110,8 +110,9 @@ async def steps_of_a_miss() -> int:
 
 
 async def stored(store: SteppingStore, value: Any, i: int) -> Any:
-    raw = await store.inner.get(value.cache_key(i))
-    return None if raw is None else orjson.loads(open_envelope(HEADER, raw))
+    key = value.cache_key(i)
+    raw = await store.inner.get(key)
+    return None if raw is None else orjson.loads(open_envelope(HEADER, raw, key))
 
 
 async def drain(task: asyncio.Future[Any]) -> None:
@@ -245,8 +246,9 @@ async def test_cancel_with_disk_store_at_every_step(tmp_path: Path, loop_errors:
         await steps(k)
         task.cancel()
         await drain(task)
-        raw = await store.get(value.cache_key(k))
-        assert raw is None or orjson.loads(open_envelope(HEADER, raw)) == expected(k)
+        key = value.cache_key(k)
+        raw = await store.get(key)
+        assert raw is None or orjson.loads(open_envelope(HEADER, raw, key)) == expected(k)
         assert await asyncio.wait_for(value(k), timeout=10) == expected(k)
         assert await asyncio.wait_for(value(k), timeout=10) == expected(k)
         assert runs.count(k) <= 2

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from memo import DiskStore, async_disk_cache
-from memo._serializers import envelope_header, open_envelope
+from memo._envelope import envelope_header, open_envelope
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -101,10 +101,11 @@ async def test_sigkilled_writer_leaves_entries_absent_or_valid(tmp_path: Path, w
     header = envelope_header(b"json")
     present = []
     for i in range(KEYS):
-        raw = await store.get(value.cache_key(i))
+        key = value.cache_key(i)
+        raw = await store.get(key)
         if raw is not None:
             present.append(i)
-            assert orjson.loads(open_envelope(header, raw)) == expected(i)
+            assert orjson.loads(open_envelope(header, raw, key)) == expected(i)
     # Every write the writer reported before the kill was committed.
     assert set(range(min(done, KEYS))) <= set(present), (done, present, stderr)
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from memo import DiskStore, async_disk_cache
-from memo._serializers import envelope_header
+from memo._envelope import envelope_header
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

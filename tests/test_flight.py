@@ -11,7 +11,7 @@ import gc
 
 import pytest
 
-from memo._flight import Flights
+from memo._flight import Flight, Flights
 
 # Single-flight bugs hang rather than fail: bound every wait.
 BOUND = 10
@@ -41,7 +41,7 @@ async def test_callers_of_one_run_share_its_result() -> None:
     """Ten callers joined to one run all get its result; the run starts once."""
     flights: Flights[str] = Flights()
     run = Run()
-    flight = flights.start("k", run())
+    flight = flights.start("k", lambda _: run())
     assert flights.find("k") is flight
     callers = [asyncio.create_task(flight.join()) for _ in range(10)]
     await asyncio.wait_for(run.started.wait(), BOUND)
@@ -55,7 +55,7 @@ async def test_a_finished_run_is_no_longer_found() -> None:
     flights: Flights[str] = Flights()
     run = Run()
     run.gate.set()
-    assert await asyncio.wait_for(flights.start("k", run()).join(), BOUND) == "done"
+    assert await asyncio.wait_for(flights.start("k", lambda _: run()).join(), BOUND) == "done"
     assert flights.find("k") is None
     assert flights.find("other") is None
 
@@ -64,7 +64,7 @@ async def test_one_caller_leaving_spares_the_others() -> None:
     """A cancelled caller leaves; the run goes on for the one still waiting."""
     flights: Flights[str] = Flights()
     run = Run()
-    flight = flights.start("k", run())
+    flight = flights.start("k", lambda _: run())
     leaver = asyncio.create_task(flight.join())
     stayer = asyncio.create_task(flight.join())
     await asyncio.wait_for(run.started.wait(), BOUND)
@@ -81,7 +81,7 @@ async def test_the_last_caller_leaving_cancels_the_run() -> None:
     """When every caller has left, the run is cancelled and no longer offered."""
     flights: Flights[str] = Flights()
     run = Run()
-    flight = flights.start("k", run())
+    flight = flights.start("k", lambda _: run())
     callers = [asyncio.create_task(flight.join()) for _ in range(3)]
     await asyncio.wait_for(run.started.wait(), BOUND)
     for caller in callers:
@@ -111,14 +111,14 @@ async def test_a_caller_during_wind_down_starts_a_new_run() -> None:
             await release.wait()  # cleanup that takes a while
         return "never"
 
-    first = flights.start("k", slow_to_stop())
+    first = flights.start("k", lambda _: slow_to_stop())
     caller = asyncio.create_task(first.join())
     await asyncio.sleep(0)
     caller.cancel()
     await asyncio.wait_for(winding.wait(), BOUND)
     assert flights.find("k") is None
     fresh = Run()
-    second = flights.start("k", fresh("fresh"))
+    second = flights.start("k", lambda _: fresh("fresh"))
     assert second is not first
     assert flights.find("k") is second
     fresh.gate.set()
@@ -137,7 +137,7 @@ async def test_an_exception_reaches_every_caller_and_is_retrieved() -> None:
         msg = "boom"
         raise ValueError(msg)
 
-    flight = flights.start("k", fail())
+    flight = flights.start("k", lambda _: fail())
     results = await asyncio.gather(flight.join(), flight.join(), return_exceptions=True)
     assert [type(r) for r in results] == [ValueError, ValueError]
     assert results[0] is results[1]
@@ -161,7 +161,7 @@ async def test_a_failure_after_every_caller_left_is_retrieved() -> None:
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(lambda _, context: errors.append(context))
     try:
-        flight = flights.start("k", fails_when_cancelled())
+        flight = flights.start("k", lambda _: fails_when_cancelled())
         caller = asyncio.create_task(flight.join())
         await asyncio.sleep(0)  # the caller joins
         caller.cancel()
@@ -183,7 +183,7 @@ def test_runs_belong_to_their_event_loop() -> None:
 
     async def in_a_loop(start: bool) -> None:
         if start:
-            flights.start("k", asyncio.sleep(3600, result="held"))
+            flights.start("k", lambda _: asyncio.sleep(3600, result="held"))
         seen.append(flights.find("k"))
 
     async def both() -> None:
@@ -193,3 +193,45 @@ def test_runs_belong_to_their_event_loop() -> None:
     asyncio.run(in_a_loop(start=False))
     assert seen[0] is not None
     assert seen[1] is None
+
+
+async def test_a_superseded_run_answers_its_callers_but_no_newcomer() -> None:
+    """supersede(): find() no longer offers the run; the callers it has still get its result."""
+    flights: Flights[str] = Flights()
+    run = Run()
+    flight = flights.start("k", lambda _: run())
+    other_run = Run()
+    other = flights.start("other", lambda _: other_run())
+    caller = asyncio.create_task(flight.join())
+    await asyncio.wait_for(run.started.wait(), BOUND)
+    flights.supersede("k")
+    assert flight.superseded
+    assert not other.superseded
+    assert flights.find("k") is None
+    assert flights.find("other") is other
+    run.gate.set()
+    assert await asyncio.wait_for(caller, BOUND) == "done"
+    flights.supersede()  # every key
+    assert flights.find("other") is None
+    other_run.gate.set()
+    assert await asyncio.wait_for(other.join(), BOUND) == "done"
+
+
+async def test_a_run_that_closes_itself_keeps_its_callers() -> None:
+    """close(): newcomers start afresh, while the run's own callers get its outcome."""
+    flights: Flights[str] = Flights()
+    closed = asyncio.Event()
+    gate = asyncio.Event()
+
+    async def closes(flight: Flight[str]) -> str:
+        flight.close()
+        closed.set()
+        await gate.wait()
+        return "mine"
+
+    flight = flights.start("k", closes)
+    caller = asyncio.create_task(flight.join())
+    await asyncio.wait_for(closed.wait(), BOUND)
+    assert flights.find("k") is None
+    gate.set()
+    assert await asyncio.wait_for(caller, BOUND) == "mine"

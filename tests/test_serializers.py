@@ -24,7 +24,8 @@ from memo import (
     Serializer,
     async_disk_cache,
 )
-from memo._serializers import seal_envelope, serializer_id
+from memo._envelope import seal_envelope
+from memo._serializers import serializer_id
 
 
 class Item(pydantic.BaseModel):
@@ -198,7 +199,8 @@ async def test_json_types_are_stored_as_json(fn: Any) -> None:
     store = MemoryStore()
     cached = async_disk_cache(store=store)(fn)
     value = await cached()
-    assert await _stored(cached, store) == seal_envelope(b"json", JsonSerializer().dumps(value))
+    expected = seal_envelope(b"json", JsonSerializer().dumps(value), cached.cache_key())
+    assert await _stored(cached, store) == expected
     assert await cached() == value
     assert cached.cache_info().hits == 1
 
@@ -264,7 +266,7 @@ async def test_other_types_are_stored_with_pydantic(fn: Any, annotation: Any) ->
     cached = async_disk_cache(store=store)(fn)
     value = await cached()
     serializer: PydanticSerializer[Any] = PydanticSerializer(annotation)
-    expected = seal_envelope(serializer_id(serializer), serializer.dumps(value))
+    expected = seal_envelope(serializer_id(serializer), serializer.dumps(value), cached.cache_key())
     assert await _stored(cached, store) == expected
     hit = await cached()
     assert cached.cache_info().hits == 1
@@ -283,7 +285,8 @@ async def test_explicit_serializer_wins_over_the_annotation() -> None:
         return Item(name="a", price=1.0)
 
     value = await item()
-    assert await _stored(item, store) == seal_envelope(b"pickle", pickle.dumps(value, 5))
+    expected = seal_envelope(b"pickle", pickle.dumps(value, 5), item.cache_key())
+    assert await _stored(item, store) == expected
     assert await item() == value
 
 
@@ -322,7 +325,7 @@ async def test_unresolvable_annotation_falls_back_to_json(caplog: pytest.LogCapt
     with caplog.at_level(logging.WARNING, logger="memo"):
         assert await local() == {"x": 1}
     assert "cannot be resolved" in caplog.text
-    assert await _stored(local, store) == seal_envelope(b"json", b'{"x":1}')
+    assert await _stored(local, store) == seal_envelope(b"json", b'{"x":1}', local.cache_key())
     assert await local() == {"x": 1}
 
 
@@ -342,13 +345,25 @@ class _Marker:
 @pytest.mark.parametrize(
     "foreign",
     [
-        pytest.param(lambda tmp: seal_envelope(b"pickle", pickle.dumps(_Marker(tmp))), id="pickle"),
-        pytest.param(lambda tmp: seal_envelope(b"pydantic:x.Y", b'{"a": 1}'), id="other-pydantic"),
-        pytest.param(lambda tmp: b'{"a": 1}', id="no-envelope"),
-        pytest.param(lambda tmp: pickle.dumps(_Marker(tmp)), id="bare-pickle"),
-        pytest.param(lambda tmp: b"M\x02\x04json{}", id="future-format"),
-        pytest.param(lambda tmp: b"", id="empty"),
-        pytest.param(lambda tmp: seal_envelope(b"json", b"{not json"), id="corrupt-json"),
+        pytest.param(
+            lambda tmp, key: seal_envelope(b"pickle", pickle.dumps(_Marker(tmp)), key), id="pickle"
+        ),
+        pytest.param(
+            lambda tmp, key: seal_envelope(b"pydantic:x.Y", b'{"a": 1}', key), id="other-pydantic"
+        ),
+        pytest.param(lambda tmp, key: b'{"a": 1}', id="no-envelope"),
+        pytest.param(lambda tmp, key: pickle.dumps(_Marker(tmp)), id="bare-pickle"),
+        pytest.param(lambda tmp, key: b"M\x03\x04json{}", id="future-format"),
+        pytest.param(lambda tmp, key: b"M\x01\x04json" + b'{"a": 1}', id="memo-0.1-format"),
+        pytest.param(lambda tmp, key: b"", id="empty"),
+        pytest.param(lambda tmp, key: seal_envelope(b"json", b"{not json", key), id="corrupt-json"),
+        pytest.param(
+            lambda tmp, key: seal_envelope(b"json", b'{"a": 7}', key + "0"), id="another-keys-value"
+        ),
+        pytest.param(
+            lambda tmp, key: seal_envelope(b"json", b'{"a": 7}', key).replace(b"7", b"3"),
+            id="damaged-but-decodable",
+        ),
     ],
 )
 async def test_foreign_value_is_a_miss_and_an_error(foreign: Any, tmp_path: Path) -> None:
@@ -363,12 +378,12 @@ async def test_foreign_value_is_a_miss_and_an_error(foreign: Any, tmp_path: Path
         calls += 1
         return {"a": n}
 
-    await store.set(fetch.cache_key(1), foreign(marker))
+    await store.set(fetch.cache_key(1), foreign(marker, fetch.cache_key(1)))
     assert await fetch(1) == {"a": 1}
     info = fetch.cache_info()
     assert (info.hits, info.misses, info.errors) == (0, 1, 1)
     assert not marker.exists()
-    assert await _stored(fetch, store, 1) == seal_envelope(b"json", b'{"a":1}')
+    assert await _stored(fetch, store, 1) == seal_envelope(b"json", b'{"a":1}', fetch.cache_key(1))
     assert await fetch(1) == {"a": 1}
     assert calls == 1
     assert fetch.cache_info().hits == 1
@@ -383,7 +398,8 @@ async def test_pickle_entry_is_refused_by_a_pydantic_reader(tmp_path: Path) -> N
     async def item() -> Item:
         return Item(name="a", price=1.0)
 
-    await store.set(item.cache_key(), seal_envelope(b"pickle", pickle.dumps(_Marker(marker))))
+    planted = seal_envelope(b"pickle", pickle.dumps(_Marker(marker)), item.cache_key())
+    await store.set(item.cache_key(), planted)
     assert await item() == Item(name="a", price=1.0)
     assert item.cache_info().errors == 1
     assert not marker.exists()

@@ -36,8 +36,8 @@ from openai.types.chat import ChatCompletion
 from memo._context import Mode, current_mode
 from memo._decorator import CachedFunction, async_disk_cache, entries_of
 from memo._entries import CacheInfo
+from memo._envelope import Codec
 from memo._report import report_failure
-from memo._serializers import Codec
 from memo.openai._serializers import ChunksSerializer, OpenAISerializer, RecordedChunks
 from memo.openai._streams import ReplayStream, record
 
