@@ -18,5 +18,9 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
-from fake_openai import openai_client, openai_server  # noqa: E402, F401
-from redis_server import redis_server  # noqa: E402, F401
+from fake_openai import openai_client, openai_server, session_openai_server  # noqa: E402, F401
+from redis_server import (  # noqa: E402, F401
+    private_redis_server,
+    redis_server,
+    session_redis_server,
+)

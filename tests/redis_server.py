@@ -1,9 +1,17 @@
-"""A real ``redis-server`` on a free 127.0.0.1 port, started per test.
+"""Real ``redis-server`` processes on free 127.0.0.1 ports, for the Redis tests.
 
-``tests/conftest.py`` imports the ``redis_server`` fixture from here. The
-server keeps nothing on disk (``--save '' --appendonly no``), so a restart
-starts empty, like a fresh cache node. When the binary is missing the test
-is skipped locally and fails under CI (``CI=true``), where it must run.
+``tests/conftest.py`` imports the fixtures from here:
+
+- ``redis_server``: one server for the whole session, emptied before each test
+  that asks for it (``FLUSHALL``, and every other client disconnected), so
+  each test starts as on a fresh server. It refuses to be killed, paused or
+  restarted: other tests share it.
+- ``private_redis_server``: a server of the test's own, started for it and
+  stopped after it, for the tests that kill, pause or restart Redis.
+
+A server keeps nothing on disk (``--save '' --appendonly no``), so a restart
+starts empty, like a fresh cache node. When the binary is missing the test is
+skipped locally and fails under CI (``CI=true``), where it must run.
 """
 
 from __future__ import annotations
@@ -46,6 +54,30 @@ def free_port() -> int:
         return port
 
 
+def command(port: int, *commands: tuple[str, ...], timeout: float = 5.0) -> list[bytes]:
+    """Send ``commands`` in one round trip; return each one-line reply (an error raises)."""
+    request = b"".join(
+        b"*%d\r\n" % len(parts)
+        + b"".join(b"$%d\r\n%s\r\n" % (len(part.encode()), part.encode()) for part in parts)
+        for parts in commands
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(request)
+        data = b""
+        while data.count(b"\r\n") < len(commands):
+            chunk = sock.recv(4096)
+            if not chunk:
+                msg = f"redis-server on port {port} closed the connection: {data!r}"
+                raise ConnectionError(msg)
+            data += chunk
+    replies = data.split(b"\r\n")[: len(commands)]
+    for parts, reply in zip(commands, replies, strict=True):
+        if reply.startswith(b"-"):
+            msg = f"redis-server on port {port} refused {' '.join(parts)}: {reply.decode()}"
+            raise RuntimeError(msg)
+    return replies
+
+
 def server_pid(port: int, timeout: float = 0.5) -> int | None:
     """Return the process id of the Redis server answering on ``port``, or None."""
     try:
@@ -66,11 +98,19 @@ def server_pid(port: int, timeout: float = 0.5) -> int | None:
 
 
 class RedisServer:
-    """One ``redis-server`` process that a test can kill, pause and restart."""
+    """One ``redis-server`` process that a test can kill, pause and restart, unless shared.
 
-    def __init__(self, binary: str, directory: Path) -> None:
+    Args:
+        binary: the ``redis-server`` to run.
+        directory: where its log goes.
+        shared: the session's server, which many tests use: killing, pausing
+            or restarting it fails the test (ask for ``private_redis_server``).
+    """
+
+    def __init__(self, binary: str, directory: Path, *, shared: bool = False) -> None:
         self.binary = binary
         self.directory = directory
+        self.shared = shared
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.log = directory / "redis.log"
@@ -121,8 +161,38 @@ class RedisServer:
             time.sleep(0.01)
         return True
 
+    def flush(self) -> None:
+        """Make the server as a fresh one: no keys, no scripts, no other clients, zero stats."""
+        try:
+            command(
+                self.port,
+                ("FLUSHALL",),
+                ("SCRIPT", "FLUSH"),
+                ("CONFIG", "RESETSTAT"),
+                # A client a previous test left connected would count in tests
+                # that watch the server's connections.
+                ("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"),
+            )
+        except OSError as exc:
+            text = self.log.read_text(errors="replace") if self.log.exists() else "(no log)"
+            pytest.fail(
+                f"the shared redis-server on port {self.port} is gone ({exc}):\n{text[-2000:]}"
+            )
+
+    def _own(self, action: str) -> None:
+        if self.shared:
+            pytest.fail(
+                f"{action} the session's shared redis-server would break other tests; "
+                "ask for the private_redis_server fixture instead",
+                pytrace=False,
+            )
+
     def kill(self) -> None:
         """Kill the server at once (SIGKILL), as a crash would."""
+        self._own("killing")
+        self._kill()
+
+    def _kill(self) -> None:
         if self.process is not None:
             self.process.kill()
             self.process.wait(timeout=START_TIMEOUT)
@@ -130,16 +200,19 @@ class RedisServer:
 
     def restart(self) -> None:
         """Start the server again on the same port, empty."""
-        self.kill()
+        self._own("restarting")
+        self._kill()
         self.start()
 
     def pause(self) -> None:
         """Freeze the server (SIGSTOP): connections open but nothing answers."""
+        self._own("pausing")
         assert self.process is not None
         self.process.send_signal(signal.SIGSTOP)
 
     def resume(self) -> None:
         """Let a paused server run again (SIGCONT)."""
+        self._own("resuming")
         assert self.process is not None
         self.process.send_signal(signal.SIGCONT)
 
@@ -156,12 +229,35 @@ class RedisServer:
             self.process = None
 
 
-@pytest.fixture
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A fresh, empty ``redis-server`` for this test; ``.url`` is where it listens."""
+def started(tmp_path_factory: pytest.TempPathFactory, *, shared: bool) -> RedisServer:
+    """Start a ``redis-server`` (skipping the test, or failing it under CI, without one)."""
     binary = redis_server_binary()
-    server = RedisServer(binary, tmp_path_factory.mktemp("redis"))
+    server = RedisServer(binary, tmp_path_factory.mktemp("redis"), shared=shared)
     server.start()
+    return server
+
+
+@pytest.fixture(scope="session")
+def session_redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """The session's one shared ``redis-server``; tests ask for ``redis_server`` instead."""
+    server = started(tmp_path_factory, shared=True)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_server(session_redis_server: RedisServer) -> RedisServer:
+    """The session's ``redis-server``, emptied for this test; ``.url`` is where it listens."""
+    session_redis_server.flush()
+    return session_redis_server
+
+
+@pytest.fixture
+def private_redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A ``redis-server`` of this test's own, which it may kill, pause and restart."""
+    server = started(tmp_path_factory, shared=False)
     try:
         yield server
     finally:

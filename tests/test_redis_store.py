@@ -1,8 +1,9 @@
 """RedisStore beyond the store contract: forms, prefixes, event loops, processes, outages.
 
-Every test talks to a real ``redis-server`` started by the ``redis_server``
-fixture (``tests/redis_server.py``); outages are real too: the server is
-killed (SIGKILL) or frozen (SIGSTOP) while the test runs.
+Every test talks to a real ``redis-server`` (``tests/redis_server.py``): the
+session's shared one (``redis_server``, emptied before each test), or, for the
+outages, one of the test's own (``private_redis_server``), because outages are
+real too: the server is killed (SIGKILL) or frozen (SIGSTOP) while the test runs.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ async def wait_until_answering(store: RedisStore) -> None:
             return
 
 
+@pytest.mark.slow
 def test_import_memo_without_redis() -> None:
     """Without the redis package memo imports, and RedisStore names the install command."""
     code = textwrap.dedent(
@@ -295,6 +297,25 @@ asyncio.run(main())
 """
 
 
+def test_the_shared_server_refuses_outages(redis_server: RedisServer, raw: redis.Redis) -> None:
+    """Killing, pausing or restarting the session's shared server fails the test, naming the fix."""
+    for outage in (redis_server.kill, redis_server.pause, redis_server.restart):
+        with pytest.raises(pytest.fail.Exception, match="private_redis_server"):
+            outage()
+    assert raw.ping() is True
+
+
+def test_the_shared_server_is_emptied_for_each_test(redis_server: RedisServer) -> None:
+    """flush() leaves no key and no other client, as on a fresh server."""
+    with redis.Redis.from_url(redis_server.url) as left_behind:
+        left_behind.set("left-behind", b"v")
+        redis_server.flush()
+        with redis.Redis.from_url(redis_server.url) as fresh:
+            assert fresh.dbsize() == 0
+            assert connected_clients(fresh) == 0  # left_behind's connection was closed
+
+
+@pytest.mark.slow
 def test_hits_across_processes(redis_server: RedisServer, tmp_path: Path) -> None:
     """A result computed by one process is a hit in another one that shares the Redis."""
     script = tmp_path / "worker.py"
@@ -318,11 +339,11 @@ def test_hits_across_processes(redis_server: RedisServer, tmp_path: Path) -> Non
     assert len(calls.read_text().splitlines()) == 2
 
 
-async def test_errors_are_raised_quickly(redis_server: RedisServer) -> None:
+async def test_errors_are_raised_quickly(private_redis_server: RedisServer) -> None:
     """With Redis gone the store raises at once, then fails fast during the cooldown."""
-    store = RedisStore(redis_server.url, cooldown=60, **FAST)
+    store = RedisStore(private_redis_server.url, cooldown=60, **FAST)
     await store.set("k", b"v")
-    redis_server.kill()
+    private_redis_server.kill()
     start = time.monotonic()
     with pytest.raises(redis.ConnectionError):
         await store.get("k")
@@ -332,20 +353,20 @@ async def test_errors_are_raised_quickly(redis_server: RedisServer) -> None:
     await store.close()
 
 
-async def test_restart_between_calls_is_transparent(redis_server: RedisServer) -> None:
+async def test_restart_between_calls_is_transparent(private_redis_server: RedisServer) -> None:
     """A Redis restart between two calls costs no error: the stale connection is replaced."""
-    store = RedisStore(redis_server.url, **FAST)
+    store = RedisStore(private_redis_server.url, **FAST)
     await store.set("before", b"v")
-    redis_server.restart()
+    private_redis_server.restart()
     assert await store.get("before") is None  # the restarted server is empty
     await store.set("after", b"w")
     assert await store.get("after") == b"w"
     await store.close()
 
 
-async def test_fail_open_when_server_killed(redis_server: RedisServer) -> None:
+async def test_fail_open_when_server_killed(private_redis_server: RedisServer) -> None:
     """Callers get their results while Redis is dead, errors are counted, the cache returns."""
-    store = RedisStore(redis_server.url, cooldown=0.2, **FAST)
+    store = RedisStore(private_redis_server.url, cooldown=0.2, **FAST)
     runs = 0
 
     @async_disk_cache(namespace="failopen.triple", store=store)
@@ -358,7 +379,7 @@ async def test_fail_open_when_server_killed(redis_server: RedisServer) -> None:
     assert await triple(1) == 3
     assert (runs, triple.cache_info().errors) == (1, 0)
 
-    redis_server.kill()
+    private_redis_server.kill()
     start = time.monotonic()
     assert [await triple(x) for x in (1, 2, 3, 4, 5)] == [3, 6, 9, 12, 15]
     elapsed = time.monotonic() - start
@@ -367,7 +388,7 @@ async def test_fail_open_when_server_killed(redis_server: RedisServer) -> None:
     info = triple.cache_info()
     assert info.errors == 10  # a failed read and a failed write per call
 
-    redis_server.restart()
+    private_redis_server.restart()
     await wait_until_answering(store)
     assert await triple(7) == 21
     assert await triple(7) == 21
@@ -377,16 +398,16 @@ async def test_fail_open_when_server_killed(redis_server: RedisServer) -> None:
     await store.close()
 
 
-async def test_hung_server_costs_bounded_time(redis_server: RedisServer) -> None:
+async def test_hung_server_costs_bounded_time(private_redis_server: RedisServer) -> None:
     """A frozen Redis costs one timeout, then calls skip it until the cooldown ends."""
-    store = RedisStore(redis_server.url, cooldown=1.5, **FAST)
+    store = RedisStore(private_redis_server.url, cooldown=1.5, **FAST)
 
     @async_disk_cache(namespace="hung.inc", store=store)
     async def inc(x: int) -> int:
         return x + 1
 
     assert await inc(0) == 1
-    redis_server.pause()
+    private_redis_server.pause()
     start = time.monotonic()
     assert await inc(1) == 2
     first = time.monotonic() - start
@@ -397,7 +418,7 @@ async def test_hung_server_costs_bounded_time(redis_server: RedisServer) -> None
     rest = time.monotonic() - start
     assert rest < 0.5, f"ten calls during the cooldown took {rest:.2f} s"
     assert inc.cache_info().errors == 22
-    redis_server.resume()
+    private_redis_server.resume()
     await wait_until_answering(store)
     assert await inc(0) == 1
     assert inc.cache_info().hits == 1
@@ -420,18 +441,18 @@ async def test_client_without_socket_timeout_warns(timeout: float | None, warns:
         await client.aclose()
 
 
-async def test_user_client_errors_name_the_server(redis_server: RedisServer) -> None:
+async def test_user_client_errors_name_the_server(private_redis_server: RedisServer) -> None:
     """With a user's client, the cooldown error names host, port and db, not pool internals."""
     client = redis.asyncio.Redis.from_url(
-        redis_server.url, socket_timeout=0.25, socket_connect_timeout=0.25
+        private_redis_server.url, socket_timeout=0.25, socket_connect_timeout=0.25
     )
     store = RedisStore(client=client, cooldown=60)
-    redis_server.kill()
+    private_redis_server.kill()
     with pytest.raises(redis.ConnectionError):
         await store.get("k")
     with pytest.raises(RedisUnavailableError) as caught:
         await store.get("k")
     message = str(caught.value)
-    assert f"Redis at 127.0.0.1:{redis_server.port}/0 failed" in message
+    assert f"Redis at 127.0.0.1:{private_redis_server.port}/0 failed" in message
     assert "ConnectionPool" not in message
     await client.aclose()
