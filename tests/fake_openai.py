@@ -1,4 +1,4 @@
-"""A small OpenAI-compatible HTTP server for memo's tests, and its pytest fixture.
+"""A small OpenAI-compatible HTTP server for memo's tests, and its pytest fixtures.
 
 It serves ``POST /v1/chat/completions`` (plain and ``stream=True`` as
 server-sent events), ``/v1/embeddings`` and ``/v1/responses`` (plain and
@@ -30,6 +30,7 @@ A Responses request with ``background=True`` is answered ``status="queued"``.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import json
 import struct
@@ -66,6 +67,8 @@ class FakeOpenAI:
         self.requests: list[Recorded] = []
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
+        self._answering = 0  # requests being answered right now
+        self._idle = threading.Condition(self._lock)
         # Set by default; a test clears it to hold every answer until it sets it.
         self.gate = threading.Event()
         self.gate.set()
@@ -88,6 +91,26 @@ class FakeOpenAI:
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=10)
+
+    def reset(self, timeout: float = 10.0) -> None:
+        """Forget every request, as a fresh server would, once none is being answered."""
+        self.gate.set()
+        with self._idle:
+            idle = self._idle.wait_for(lambda: self._answering == 0, timeout=timeout)
+            assert idle, "the fake OpenAI server is still answering an earlier test's request"
+            self.requests.clear()
+
+    @contextlib.contextmanager
+    def answering(self) -> Iterator[None]:
+        """Count a request as being answered while the block runs."""
+        with self._lock:
+            self._answering += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._answering -= 1
+                self._idle.notify_all()
 
     def record(self, request: Recorded) -> int:
         """Store a request; return its 1-based sequence number."""
@@ -368,6 +391,14 @@ def _handler_for(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             """Keep test output quiet."""
 
         def do_GET(self) -> None:
+            with server.answering():
+                self._get()
+
+        def do_POST(self) -> None:
+            with server.answering():
+                self._post()
+
+        def _get(self) -> None:
             path, _, query = self.path.partition("?")
             server.record(
                 Recorded(path, query, {k.lower(): v for k, v in self.headers.items()}, None)
@@ -377,7 +408,7 @@ def _handler_for(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             else:
                 self._send_json(404, {"error": {"message": f"no route {path}"}})
 
-        def do_POST(self) -> None:
+        def _post(self) -> None:
             path, _, query = self.path.partition("?")
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length)
@@ -443,14 +474,27 @@ def _handler_for(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
 API_KEY = "sk-test-memo-0123456789abcdef"
 
 
-@pytest.fixture
-def openai_server() -> Iterator[FakeOpenAI]:
-    """An OpenAI-compatible server on a free 127.0.0.1 port, for one test."""
+@pytest.fixture(scope="session")
+def session_openai_server() -> Iterator[FakeOpenAI]:
+    """The session's one fake OpenAI server; tests ask for ``openai_server`` instead."""
     server = FakeOpenAI().start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def openai_server(session_openai_server: FakeOpenAI) -> FakeOpenAI:
+    """An OpenAI-compatible server on a free 127.0.0.1 port that has seen no request yet.
+
+    One server serves the session: starting and stopping one per test cost
+    more than the tests that use it. Each test finds it reset (no request
+    recorded, the gate open, no earlier request still being answered), so
+    sequence numbers and counts start from 1 as on a fresh server.
+    """
+    session_openai_server.reset()
+    return session_openai_server
 
 
 @pytest.fixture
