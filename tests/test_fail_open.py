@@ -7,6 +7,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from doubles import StoreDouble
 
 from memo import CacheInfo, DiskStore, MemoryStore, async_disk_cache
 
@@ -14,48 +15,15 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
-class FailingStore:
-    """A MemoryStore whose chosen operations raise the given exception."""
-
-    def __init__(self, fail: dict[str, BaseException]) -> None:
-        self.inner = MemoryStore()
-        self.fail = fail
-        self.attempts: dict[str, int] = {}
-
-    def _maybe_fail(self, operation: str) -> None:
-        self.attempts[operation] = self.attempts.get(operation, 0) + 1
-        if operation in self.fail:
-            raise self.fail[operation]
-
-    async def get(self, key: str) -> bytes | None:
-        self._maybe_fail("get")
-        return await self.inner.get(key)
-
-    async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
-        self._maybe_fail("set")
-        await self.inner.set(key, value, ttl=ttl)
-
-    async def delete(self, key: str) -> bool:
-        self._maybe_fail("delete")
-        return await self.inner.delete(key)
-
-    async def clear(self, namespace: str) -> int:
-        self._maybe_fail("clear")
-        return await self.inner.clear(namespace)
-
-    async def close(self) -> None:
-        await self.inner.close()
+def failing(optional: tuple[str, ...], fail: dict[str, BaseException]) -> StoreDouble:
+    """A MemoryStore whose chosen operations raise; a failing get fails get_nowait too."""
+    if "get" in fail:
+        fail = {"get_nowait": fail["get"], **fail}
+    return StoreDouble(fail=fail, optional=optional)
 
 
-class FailingNowaitStore(FailingStore):
-    """Also offers the optional get_nowait fast path, failing like get."""
-
-    def get_nowait(self, key: str) -> bytes | None:
-        self._maybe_fail("get")
-        return self.inner.get_nowait(key)
-
-
-STORES = [pytest.param(FailingStore, id="async-get"), pytest.param(FailingNowaitStore, id="nowait")]
+# Reads through get() only, or first through the optional get_nowait() fast path.
+STORES = [pytest.param((), id="async-get"), pytest.param(("get_nowait",), id="nowait")]
 
 
 def _make(store: Any, namespace: str, calls: list[int]) -> Any:
@@ -71,13 +39,13 @@ def _memo_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "memo"]
 
 
-@pytest.mark.parametrize("kind", STORES)
+@pytest.mark.parametrize("optional", STORES)
 async def test_store_failing_on_read(
-    kind: type[FailingStore], caplog: pytest.LogCaptureFixture, request: pytest.FixtureRequest
+    optional: tuple[str, ...], caplog: pytest.LogCaptureFixture, request: pytest.FixtureRequest
 ) -> None:
     """A store whose reads raise: every call runs, returns its result, and is counted."""
     caplog.set_level(logging.DEBUG, logger="memo")
-    store = kind({"get": ConnectionError("store is down")})
+    store = failing(optional, {"get": ConnectionError("store is down")})
     calls: list[int] = []
     compute = _make(store, request.node.name, calls)
     assert await compute(1) == {"x": 1}
@@ -93,13 +61,13 @@ async def test_store_failing_on_read(
     assert await store.inner.get(compute.cache_key(1)) is not None  # writes still work
 
 
-@pytest.mark.parametrize("kind", STORES)
+@pytest.mark.parametrize("optional", STORES)
 async def test_store_failing_on_write(
-    kind: type[FailingStore], caplog: pytest.LogCaptureFixture, request: pytest.FixtureRequest
+    optional: tuple[str, ...], caplog: pytest.LogCaptureFixture, request: pytest.FixtureRequest
 ) -> None:
     """A store whose writes raise: the result is returned, nothing is stored, errors counted."""
     caplog.set_level(logging.DEBUG, logger="memo")
-    store = kind({"set": TimeoutError("write timed out")})
+    store = failing(optional, {"set": TimeoutError("write timed out")})
     calls: list[int] = []
     compute = _make(store, request.node.name, calls)
     assert await compute(1) == {"x": 1}
@@ -107,14 +75,14 @@ async def test_store_failing_on_write(
     assert calls == [1, 1]
     assert compute.cache_info() == CacheInfo(hits=0, misses=2, errors=2)
     assert "write timed out" in caplog.text
-    assert store.attempts["set"] == 2
+    assert store.count("set") == 2
 
 
 async def test_full_disk(caplog: pytest.LogCaptureFixture, request: pytest.FixtureRequest) -> None:
     """A write failing with ENOSPC (disk full) costs the entry, not the result."""
     caplog.set_level(logging.WARNING, logger="memo")
     full = OSError(errno.ENOSPC, "No space left on device")
-    store = FailingStore({"set": full})
+    store = StoreDouble(fail={"set": full})
     calls: list[int] = []
     compute = _make(store, request.node.name, calls)
     assert await compute(3) == {"x": 3}
@@ -129,7 +97,7 @@ async def test_full_disk(caplog: pytest.LogCaptureFixture, request: pytest.Fixtu
 
 async def test_store_failing_everywhere(request: pytest.FixtureRequest) -> None:
     """Reads and writes both failing still return every result."""
-    store = FailingStore({"get": OSError("read"), "set": OSError("write")})
+    store = StoreDouble(fail={"get": OSError("read"), "set": OSError("write")})
     calls: list[int] = []
     compute = _make(store, request.node.name, calls)
     assert [await compute(x) for x in (1, 2, 1)] == [{"x": 1}, {"x": 2}, {"x": 1}]
@@ -138,7 +106,7 @@ async def test_store_failing_everywhere(request: pytest.FixtureRequest) -> None:
 
 async def test_refresh_with_a_failing_store(request: pytest.FixtureRequest) -> None:
     """refresh() returns the new result even when the write fails."""
-    store = FailingStore({"set": OSError("write")})
+    store = StoreDouble(fail={"set": OSError("write")})
     compute = _make(store, request.node.name, [])
     assert await compute.refresh(1) == {"x": 1}
     assert compute.cache_info().errors == 1
@@ -146,7 +114,7 @@ async def test_refresh_with_a_failing_store(request: pytest.FixtureRequest) -> N
 
 async def test_management_calls_fail_loudly(request: pytest.FixtureRequest) -> None:
     """invalidate() and cache_clear() raise the store's error: there is no result to save."""
-    store = FailingStore({"delete": OSError("delete"), "clear": OSError("clear")})
+    store = StoreDouble(fail={"delete": OSError("delete"), "clear": OSError("clear")})
     compute = _make(store, request.node.name, [])
     with pytest.raises(OSError, match="delete"):
         await compute.invalidate(1)

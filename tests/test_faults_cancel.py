@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import pytest
+from doubles import StoreDouble
 
 from memo import DiskStore, MemoryStore, async_disk_cache
 from memo._envelope import envelope_header, open_envelope
@@ -29,37 +30,13 @@ def expected(i: int) -> dict[str, Any]:
     return {"i": i, "double": 2 * i, "text": "v" * i}
 
 
-class SteppingStore:
-    """A MemoryStore that awaits around every read and write, with no shortcut read.
+def stepping() -> StoreDouble:
+    """A MemoryStore that takes a loop step around every read and write, with no shortcut read.
 
     Each write lands in one step (as a real store's single command does), so a
     cancelled write leaves the old entry or the new one, never a piece.
     """
-
-    def __init__(self) -> None:
-        self.inner = MemoryStore()
-        self.writes = 0
-
-    async def get(self, key: str) -> bytes | None:
-        await asyncio.sleep(0)
-        value = await self.inner.get(key)
-        await asyncio.sleep(0)
-        return value
-
-    async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
-        await asyncio.sleep(0)
-        await self.inner.set(key, value, ttl=ttl)
-        self.writes += 1
-        await asyncio.sleep(0)
-
-    async def delete(self, key: str) -> bool:
-        return await self.inner.delete(key)
-
-    async def clear(self, namespace: str) -> int:
-        return await self.inner.clear(namespace)
-
-    async def close(self) -> None:
-        await self.inner.close()
+    return StoreDouble(step=("get", "set"))
 
 
 def make(store: Any) -> tuple[Any, list[int]]:
@@ -99,7 +76,7 @@ async def steps(n: int) -> None:
 
 async def steps_of_a_miss() -> int:
     """How many loop steps one uncancelled miss takes from the call to its result."""
-    value, _ = make(SteppingStore())
+    value, _ = make(stepping())
     task = asyncio.ensure_future(value(1))
     count = 0
     while not task.done():
@@ -109,7 +86,7 @@ async def steps_of_a_miss() -> int:
     return count
 
 
-async def stored(store: SteppingStore, value: Any, i: int) -> Any:
+async def stored(store: StoreDouble, value: Any, i: int) -> Any:
     key = value.cache_key(i)
     raw = await store.inner.get(key)
     return None if raw is None else orjson.loads(open_envelope(HEADER, raw, key))
@@ -149,7 +126,7 @@ async def test_cancel_the_only_caller_at_every_step(loop_errors: list[Any]) -> N
     total = await steps_of_a_miss()
     outcomes = set()
     for k in range(total + 2):
-        store = SteppingStore()
+        store = stepping()
         value, runs = make(store)
         task = asyncio.ensure_future(value(5))
         await steps(k)
@@ -164,7 +141,7 @@ async def test_cancel_the_only_caller_at_every_step(loop_errors: list[Any]) -> N
         assert await asyncio.wait_for(value(5), timeout=10) == expected(5)
         assert await stored(store, value, 5) == expected(5)
         assert len(runs) <= 2
-        assert store.writes <= 2
+        assert store.done["set"] <= 2
     assert outcomes == {"cancelled", "finished"}
 
 
@@ -172,7 +149,7 @@ async def test_cancel_one_of_two_callers_at_every_step(loop_errors: list[Any]) -
     """Cancelling the first of two callers after k steps: the other gets the result, one run."""
     total = await steps_of_a_miss()
     for k in range(total + 2):
-        store = SteppingStore()
+        store = stepping()
         value, runs = make(store)
         first = asyncio.ensure_future(value(6))
         second = asyncio.ensure_future(value(6))
@@ -188,7 +165,7 @@ async def test_cancel_every_caller_at_every_step(loop_errors: list[Any]) -> None
     """Cancelling all three callers after k steps cancels the run: no half entry, no hang."""
     total = await steps_of_a_miss()
     for k in range(total + 2):
-        store = SteppingStore()
+        store = stepping()
         value, runs = make(store)
         callers = [asyncio.ensure_future(value(7)) for _ in range(3)]
         await steps(k)
@@ -204,7 +181,7 @@ async def test_cancel_refresh_at_every_step(loop_errors: list[Any]) -> None:
     """Cancelling refresh() after k steps leaves the old entry or the new one, never a piece."""
     total = await steps_of_a_miss()
     for k in range(total + 2):
-        store = SteppingStore()
+        store = stepping()
         value, runs = make(store)
         assert await value(8) == expected(8)
         before = await stored(store, value, 8)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import openai
 import pytest
+from doubles import StoreDouble
 from openai import AsyncOpenAI
 
 import memo
@@ -319,30 +320,16 @@ async def test_cache_clear_drops_every_entry(
 FIRE = "disk on fire"
 
 
-class BrokenStore:
+def broken_store() -> StoreDouble:
     """A store whose every read and write fails."""
-
-    async def get(self, key: str) -> bytes | None:
-        raise OSError(FIRE)
-
-    async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
-        raise OSError(FIRE)
-
-    async def delete(self, key: str) -> bool:
-        raise OSError(FIRE)
-
-    async def clear(self, namespace: str) -> int:
-        raise OSError(FIRE)
-
-    async def close(self) -> None:
-        pass
+    return StoreDouble(fail=dict.fromkeys(("get", "set", "delete", "clear"), OSError(FIRE)))
 
 
 async def test_a_broken_store_never_loses_the_answer(
     openai_server: FakeOpenAI, openai_client: AsyncOpenAI, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A store that fails on every read and write: each call still gets its answer."""
-    client = memo.openai.cached(openai_client, store=BrokenStore())
+    client = memo.openai.cached(openai_client, store=broken_store())
     completion = await client.chat.completions.create(model="fake", messages=MESSAGES)
     stream = await client.chat.completions.create(model="fake", messages=MESSAGES, stream=True)
     chunks = [chunk async for chunk in stream]
