@@ -1,8 +1,17 @@
-"""The `memo` command line run as a subprocess against a cache that decorated functions filled."""
+"""The `memo` command line against a cache that decorated functions filled.
+
+Most tests run `memo._cli.main` in this process, as a child process would run
+it: the same arguments, environment, working directory and stdin (no terminal
+unless the test opens one), its output read with ``capsys``. Three run the
+real thing in a child process (marked ``slow``): the installed ``memo`` script,
+``python -m memo``, and a ``clear`` that finds no terminal on its stdin.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import io
 import json
 import os
 import pty
@@ -11,13 +20,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 import diskcache
 import pydantic
 import pytest
 
 from memo import PickleSerializer, async_disk_cache
+from memo._cli import main
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 class Forecast(pydantic.BaseModel):
@@ -25,26 +38,79 @@ class Forecast(pydantic.BaseModel):
     highs_c: list[int]
 
 
-def memo_cli(
-    *args: str,
-    stdin: int | None = subprocess.DEVNULL,
-    cwd: Path | None = None,
-    env: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """Run `python -m memo ARGS` with the test's environment ($MEMO_CACHE_DIR included)."""
+@dataclasses.dataclass(frozen=True)
+class Ran:
+    """What one run of the command line left: its exit status and what it printed."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class MemoCli(Protocol):
+    def __call__(
+        self,
+        *args: str,
+        stdin: TextIO | None = None,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Ran: ...
+
+
+@pytest.fixture
+def memo_cli(capsys: pytest.CaptureFixture[str]) -> MemoCli:
+    """Run `memo ARGS` in this process with the test's environment ($MEMO_CACHE_DIR included)."""
+
+    def run(
+        *args: str,
+        stdin: TextIO | None = None,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Ran:
+        capsys.readouterr()  # only what this run prints
+        with pytest.MonkeyPatch.context() as patch:
+            # Like a child's stdin=DEVNULL: empty, and not a terminal.
+            patch.setattr(sys, "stdin", io.StringIO() if stdin is None else stdin)
+            if cwd is not None:
+                patch.chdir(cwd)
+            for name, value in (env or {}).items():
+                patch.setenv(name, value)
+            try:
+                status = main(list(args))
+            except SystemExit as exc:  # argparse's exits: --help, and usage errors
+                status = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+        out, err = capsys.readouterr()
+        return Ran(status, out, err)
+
+    return run
+
+
+def memo_process(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run `python -m memo ARGS` in a child, with the test's environment and no stdin."""
     return subprocess.run(
         [sys.executable, "-m", "memo", *args],
         capture_output=True,
         text=True,
-        stdin=stdin,
-        cwd=cwd,
-        env=None if env is None else {**os.environ, **env},
+        stdin=subprocess.DEVNULL,
         timeout=60,
         check=False,
     )
 
 
-def as_json(result: subprocess.CompletedProcess[str]) -> Any:
+@contextlib.contextmanager
+def terminal(answer: bytes) -> Iterator[TextIO]:
+    """A real terminal (a pty) to use as stdin, with ``answer`` typed into it."""
+    controller, device = pty.openpty()
+    try:
+        os.write(controller, answer)
+        with open(device, encoding="utf-8", closefd=False) as stdin:
+            yield stdin
+    finally:
+        os.close(device)
+        os.close(controller)
+
+
+def as_json(result: Ran | subprocess.CompletedProcess[str]) -> Any:
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -101,7 +167,9 @@ async def keys(cache_dir: Path) -> dict[str, str]:
     return await fill(cache_dir)
 
 
-def test_stats_counts_entries_and_namespaces(keys: dict[str, str], cache_dir: Path) -> None:
+def test_stats_counts_entries_and_namespaces(
+    keys: dict[str, str], cache_dir: Path, memo_cli: MemoCli
+) -> None:
     """`stats --json` reports every entry, per-namespace counts and the time span."""
     before = time.time()
     data = as_json(memo_cli("stats", "--json"))
@@ -119,7 +187,9 @@ def test_stats_counts_entries_and_namespaces(keys: dict[str, str], cache_dir: Pa
     assert data["newest"] <= time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(before + 1))
 
 
-def test_stats_text_is_a_readable_table(keys: dict[str, str], cache_dir: Path) -> None:
+def test_stats_text_is_a_readable_table(
+    keys: dict[str, str], cache_dir: Path, memo_cli: MemoCli
+) -> None:
     """`stats` without --json prints the folder, the totals and one row per namespace."""
     result = memo_cli("stats", "--dir", str(cache_dir))
     assert result.returncode == 0, result.stderr
@@ -130,7 +200,7 @@ def test_stats_text_is_a_readable_table(keys: dict[str, str], cache_dir: Path) -
     assert rows["weather:typed"] == "1"
 
 
-def test_ls_lists_one_namespace_only(keys: dict[str, str]) -> None:
+def test_ls_lists_one_namespace_only(keys: dict[str, str], memo_cli: MemoCli) -> None:
     """`ls weather` lists its keys, and not those of `weather:typed`, which starts the same."""
     data = as_json(memo_cli("ls", "weather", "--json"))
     assert len(data) == 2
@@ -139,7 +209,7 @@ def test_ls_lists_one_namespace_only(keys: dict[str, str]) -> None:
     assert all(row["expires"] is None and not row["expired"] for row in data)
 
 
-def test_ls_shows_expiry(keys: dict[str, str]) -> None:
+def test_ls_shows_expiry(keys: dict[str, str], memo_cli: MemoCli) -> None:
     """`ls` tells an expired entry from a live one, in text and in JSON."""
     short = as_json(memo_cli("ls", "short", "--json"))
     assert [row["expired"] for row in short] == [True]
@@ -163,7 +233,7 @@ def test_ls_shows_expiry(keys: dict[str, str]) -> None:
     ],
 )
 def test_show_decodes_json_envelopes(
-    keys: dict[str, str], kind: str, serializer: str, value: Any
+    keys: dict[str, str], kind: str, serializer: str, value: Any, memo_cli: MemoCli
 ) -> None:
     """`show KEY` prints the stored value decoded, with the serializer that wrote it."""
     data = as_json(memo_cli("show", keys[kind], "--json"))
@@ -173,7 +243,7 @@ def test_show_decodes_json_envelopes(
     assert data["value"] == value
 
 
-def test_show_pretty_prints(keys: dict[str, str]) -> None:
+def test_show_pretty_prints(keys: dict[str, str], memo_cli: MemoCli) -> None:
     """`show` in text mode pretty-prints the JSON value."""
     result = memo_cli("show", keys["json"])
     assert result.returncode == 0, result.stderr
@@ -181,13 +251,13 @@ def test_show_pretty_prints(keys: dict[str, str]) -> None:
     assert "serializer  json" in result.stdout
 
 
-def test_show_accepts_a_unique_prefix(keys: dict[str, str]) -> None:
+def test_show_accepts_a_unique_prefix(keys: dict[str, str], memo_cli: MemoCli) -> None:
     """A key can be shortened to any start that names one entry."""
     data = as_json(memo_cli("show", keys["pydantic"][:30], "--json"))
     assert data["key"] == keys["pydantic"]
 
 
-def test_show_never_unpickles_a_pickle_envelope(keys: dict[str, str]) -> None:
+def test_show_never_unpickles_a_pickle_envelope(keys: dict[str, str], memo_cli: MemoCli) -> None:
     """A PickleSerializer value is described, not decoded."""
     data = as_json(memo_cli("show", keys["pickle"], "--json"))
     assert data["serializer"] == "pickle"
@@ -206,7 +276,9 @@ class _Trap:
         return (os.mkdir, (str(self.marker),))
 
 
-def test_show_never_unpickles_a_diskcache_pickle_row(cache_dir: Path, tmp_path: Path) -> None:
+def test_show_never_unpickles_a_diskcache_pickle_row(
+    cache_dir: Path, tmp_path: Path, memo_cli: MemoCli
+) -> None:
     """A crafted diskcache pickle row under a memo key is described, and never runs."""
     marker = tmp_path / "unpickled"
     key = "weather::" + "0" * 64
@@ -218,7 +290,7 @@ def test_show_never_unpickles_a_diskcache_pickle_row(cache_dir: Path, tmp_path: 
     assert not marker.exists()
 
 
-def test_clear_drops_one_namespace(keys: dict[str, str]) -> None:
+def test_clear_drops_one_namespace(keys: dict[str, str], memo_cli: MemoCli) -> None:
     """`clear weather --yes` drops its entries and keeps `weather:typed`'s."""
     result = memo_cli("clear", "weather", "--yes", "--json")
     assert as_json(result)["cleared"] == 2
@@ -229,7 +301,7 @@ def test_clear_drops_one_namespace(keys: dict[str, str]) -> None:
     assert counts["weather:typed"] == 1
 
 
-def test_clear_all(keys: dict[str, str]) -> None:
+def test_clear_all(keys: dict[str, str], memo_cli: MemoCli) -> None:
     """`clear --all --yes` empties the folder."""
     result = memo_cli("clear", "--all", "--yes")
     assert result.returncode == 0, result.stderr
@@ -237,9 +309,10 @@ def test_clear_all(keys: dict[str, str]) -> None:
     assert as_json(memo_cli("stats", "--json"))["entries"] == 0
 
 
-def test_clear_refuses_without_a_terminal(keys: dict[str, str]) -> None:
+@pytest.mark.slow
+def test_clear_refuses_without_a_terminal(keys: dict[str, str], memo_cli: MemoCli) -> None:
     """Without --yes and with no terminal to ask on, `clear` refuses and drops nothing."""
-    result = memo_cli("clear", "weather")
+    result = memo_process("clear", "weather")
     assert result.returncode == 1
     assert "pass --yes" in result.stderr
     assert as_json(memo_cli("stats", "--json"))["entries"] == 7
@@ -248,15 +321,12 @@ def test_clear_refuses_without_a_terminal(keys: dict[str, str]) -> None:
 @pytest.mark.parametrize(
     ("answer", "left"), [pytest.param(b"y\n", 0, id="yes"), pytest.param(b"n\n", 2, id="no")]
 )
-def test_clear_asks_on_a_terminal(keys: dict[str, str], answer: bytes, left: int) -> None:
+def test_clear_asks_on_a_terminal(
+    keys: dict[str, str], answer: bytes, left: int, memo_cli: MemoCli
+) -> None:
     """On a terminal, `clear` asks first and acts on the answer."""
-    controller, terminal = pty.openpty()
-    try:
-        os.write(controller, answer)
-        result = memo_cli("clear", "weather", stdin=terminal)
-    finally:
-        os.close(terminal)
-        os.close(controller)
+    with terminal(answer) as stdin:
+        result = memo_cli("clear", "weather", stdin=stdin)
     assert "Drop 2 entries of namespace 'weather'" in result.stderr
     assert result.returncode == (0 if left == 0 else 1)
     counts = {
@@ -265,7 +335,7 @@ def test_clear_asks_on_a_terminal(keys: dict[str, str], answer: bytes, left: int
     assert counts.get("weather", 0) == left
 
 
-def test_prune_drops_expired_entries_only(keys: dict[str, str]) -> None:
+def test_prune_drops_expired_entries_only(keys: dict[str, str], memo_cli: MemoCli) -> None:
     """`prune` drops the expired entries, says how much it freed, and keeps live ones."""
     data = as_json(memo_cli("prune", "--json"))
     assert data["dropped"] == 1
@@ -295,7 +365,7 @@ def test_prune_drops_expired_entries_only(keys: dict[str, str]) -> None:
     ],
 )
 def test_bad_input_is_one_line_on_stderr(
-    keys: dict[str, str], tmp_path: Path, args: tuple[str, ...], message: str
+    keys: dict[str, str], tmp_path: Path, args: tuple[str, ...], message: str, memo_cli: MemoCli
 ) -> None:
     """Bad input gets a one-line error on stderr and exit status 1, never a traceback."""
     (tmp_path / "plain").mkdir()
@@ -313,35 +383,29 @@ def test_bad_input_is_one_line_on_stderr(
     assert not (tmp_path / "plain" / "cache.db").exists()
 
 
+@pytest.mark.slow
 def test_help_lists_the_commands() -> None:
     """`--help` names every command."""
-    result = memo_cli("--help")
+    result = memo_process("--help")
     assert result.returncode == 0
     for command in ("stats", "ls", "show", "clear", "prune"):
         assert command in result.stdout
 
 
-def answer_on_a_terminal(answer: bytes, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the command with a terminal on stdin that has ``answer`` typed into it."""
-    controller, terminal = pty.openpty()
-    try:
-        os.write(controller, answer)
-        return memo_cli(*args, stdin=terminal)
-    finally:
-        os.close(terminal)
-        os.close(controller)
-
-
-def test_clear_asks_on_stderr_so_stdout_stays_json(keys: dict[str, str]) -> None:
+def test_clear_asks_on_stderr_so_stdout_stays_json(keys: dict[str, str], memo_cli: MemoCli) -> None:
     """The question goes to stderr: `clear --json` on a terminal still prints only JSON."""
-    result = answer_on_a_terminal(b"y\n", "clear", "weather", "--json")
+    with terminal(b"y\n") as stdin:
+        result = memo_cli("clear", "weather", "--json", stdin=stdin)
     assert "Drop 2 entries" in result.stderr
     assert as_json(result)["cleared"] == 2
 
 
-def test_clear_end_of_input_at_the_question_drops_nothing(keys: dict[str, str]) -> None:
+def test_clear_end_of_input_at_the_question_drops_nothing(
+    keys: dict[str, str], memo_cli: MemoCli
+) -> None:
     """Ctrl-D at the question means no: one line, exit status 1, no traceback."""
-    result = answer_on_a_terminal(b"\x04", "clear", "weather")
+    with terminal(b"\x04") as stdin:
+        result = memo_cli("clear", "weather", stdin=stdin)
     assert result.returncode == 1
     assert result.stderr.splitlines()[-1] == "memo clear: error: nothing cleared"
     assert "Traceback" not in result.stderr
@@ -357,7 +421,7 @@ def test_clear_end_of_input_at_the_question_drops_nothing(keys: dict[str, str]) 
         pytest.param(("stats", "--bogus"), id="unknown-option"),
     ],
 )
-def test_malformed_command_line_is_one_line(args: tuple[str, ...]) -> None:
+def test_malformed_command_line_is_one_line(args: tuple[str, ...], memo_cli: MemoCli) -> None:
     """A malformed command line is one line on stderr pointing at --help, exit status 2."""
     result = memo_cli(*args)
     assert result.returncode == 2
@@ -369,7 +433,7 @@ def test_malformed_command_line_is_one_line(args: tuple[str, ...]) -> None:
 
 
 @pytest.mark.parametrize("how", ["--dir", "MEMO_CACHE_DIR"])
-async def test_relative_cache_folder(tmp_path: Path, how: str) -> None:
+async def test_relative_cache_folder(tmp_path: Path, how: str, memo_cli: MemoCli) -> None:
     """A folder given relative to the working directory is read like an absolute one."""
     await fill(tmp_path / "here")
     if how == "--dir":
@@ -413,7 +477,7 @@ CRAFTED = [
     ],
 )
 def test_rows_of_the_wrong_types_are_other_rows(
-    keys: dict[str, str], cache_dir: Path, args: tuple[str, ...]
+    keys: dict[str, str], cache_dir: Path, args: tuple[str, ...], memo_cli: MemoCli
 ) -> None:
     """Rows holding text or absurd numbers where times and sizes belong are left alone."""
     plant_rows(cache_dir, CRAFTED)
@@ -445,7 +509,7 @@ def memo_key(namespace: str, arguments: dict[str, Any]) -> str:
 
 
 def test_show_never_reads_a_file_outside_the_folder(
-    keys: dict[str, str], cache_dir: Path, tmp_path: Path
+    keys: dict[str, str], cache_dir: Path, tmp_path: Path, memo_cli: MemoCli
 ) -> None:
     """A crafted row naming a file elsewhere is described; the file is never printed."""
     secret = tmp_path / "id_ed25519"
@@ -465,25 +529,34 @@ def test_show_never_reads_a_file_outside_the_folder(
         assert "private key" not in text.stdout
 
 
-async def test_terminal_controls_are_escaped(cache_dir: Path) -> None:
-    """ESC and CSI in namespaces and values never reach the terminal; JSON keeps them exact."""
-    namespace = "paint\x1b[2J\x1b]0;owned\x07"
-    value = "red\x1b[31m\x9b2J\u2028"
+PAINTED_NAMESPACE = "paint\x1b[2J\x1b]0;owned\x07"
+PAINTED_VALUE = "red\x1b[31m\x9b2J\u2028"
 
-    @async_disk_cache(namespace=namespace)
+
+@pytest.fixture
+async def painted_key(cache_dir: Path) -> str:
+    """The key of one entry whose namespace and value are full of terminal controls."""
+
+    @async_disk_cache(namespace=PAINTED_NAMESPACE)
     async def painted() -> str:
-        return value
+        return PAINTED_VALUE
 
     await painted()
     await painted.store.close()
+    return painted.cache_key()
+
+
+def test_terminal_controls_are_escaped(painted_key: str, memo_cli: MemoCli) -> None:
+    """ESC and CSI in namespaces and values never reach the terminal; JSON keeps them exact."""
+    namespace, value = PAINTED_NAMESPACE, PAINTED_VALUE
     outputs = [
         memo_cli("stats"),
         memo_cli("ls", namespace),
-        memo_cli("show", painted.cache_key()),
+        memo_cli("show", painted_key),
         memo_cli("prune"),
         memo_cli("ls", "nowhere"),  # the error names the namespaces it found
         memo_cli("stats", "--json"),
-        memo_cli("show", painted.cache_key(), "--json"),
+        memo_cli("show", painted_key, "--json"),
     ]
     for result in outputs:
         for control in ("\x1b", "\x07", "\x9b", "\u2028"):
@@ -494,7 +567,7 @@ async def test_terminal_controls_are_escaped(cache_dir: Path) -> None:
     assert (shown["namespace"], shown["value"]) == (namespace, value)
 
 
-async def test_tables_line_up_with_wide_characters(cache_dir: Path) -> None:
+async def test_tables_line_up_with_wide_characters(cache_dir: Path, memo_cli: MemoCli) -> None:
     """Namespaces in CJK (two columns per character) keep the stats table aligned."""
     for namespace in ("天気", "weather"):
 
@@ -510,7 +583,7 @@ async def test_tables_line_up_with_wide_characters(cache_dir: Path) -> None:
     assert len(ends) == 1, table
 
 
-def test_a_foreign_cache_db_is_refused_and_left_alone(tmp_path: Path) -> None:
+def test_a_foreign_cache_db_is_refused_and_left_alone(tmp_path: Path, memo_cli: MemoCli) -> None:
     """A cache.db of another program with a `Cache` table is not a memo cache, and not written."""
     folder = tmp_path / "other"
     folder.mkdir()
@@ -527,7 +600,10 @@ def test_a_foreign_cache_db_is_refused_and_left_alone(tmp_path: Path) -> None:
     assert sorted(p.name for p in folder.iterdir()) == ["cache.db"]
 
 
-def test_console_script_runs_the_same_command_line(keys: dict[str, str], cache_dir: Path) -> None:
+@pytest.mark.slow
+def test_console_script_runs_the_same_command_line(
+    keys: dict[str, str], cache_dir: Path, memo_cli: MemoCli
+) -> None:
     """The `memo` script installed beside this Python answers like `python -m memo`."""
     script = Path(sys.executable).parent / ("memo.exe" if os.name == "nt" else "memo")
     assert script.exists(), f"no `memo` script beside {sys.executable}: reinstall memo"
