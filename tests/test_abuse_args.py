@@ -146,6 +146,7 @@ def test_hostile_values_never_collide(a: object, b: object) -> None:
     assert f.cache_key(b) == key_b
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "expression",
     [

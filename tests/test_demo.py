@@ -7,6 +7,8 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING
 
+import pytest
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -37,6 +39,7 @@ def step(lines: list[str], number: int) -> str:
     return next(line for line in lines if line.startswith(f"{number}. "))
 
 
+@pytest.mark.slow
 def test_demo_runs_then_serves_from_disk_on_the_next_run(tmp_path: Path) -> None:
     """First run: a miss then hits; a second process: the first call is read from disk."""
     cache_dir = tmp_path / "demo-cache"
@@ -58,6 +61,7 @@ def test_demo_runs_then_serves_from_disk_on_the_next_run(tmp_path: Path) -> None
     assert any("outlived the process that wrote it" in line for line in second)
 
 
+@pytest.mark.slow
 def test_demo_timings_show_the_hit_is_fast(tmp_path: Path) -> None:
     """The printed timings show the miss waiting for the function and the hit not waiting."""
     lines = run_demo(tmp_path / "demo-cache")
@@ -67,6 +71,7 @@ def test_demo_timings_show_the_hit_is_fast(tmp_path: Path) -> None:
     assert hit < miss / 5
 
 
+@pytest.mark.slow
 def test_demo_with_an_unusable_folder_is_one_line(tmp_path: Path) -> None:
     """A cache folder that cannot be created is one error line and exit 1, not a failing tour."""
     blocker = tmp_path / "a-file"

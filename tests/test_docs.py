@@ -83,6 +83,7 @@ def page_id(page: Path) -> str:
 SAMPLED = [page for page in PAGES if page.exists() and FENCE.search(page.read_text("utf-8"))]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", SAMPLED, ids=page_id)
 def test_page_samples_run(page: Path, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """Every ```python block of the page runs, in order, as one script, without error."""
@@ -105,6 +106,7 @@ def test_core_pages_have_samples() -> None:
         assert name in sampled
 
 
+@pytest.mark.slow
 def test_a_failing_sample_fails_at_its_markdown_line(tmp_path: Path) -> None:
     """A broken sample makes the run fail, and the traceback names the page's line."""
     page = "Intro.\n\n```python\nx = 1\n```\n\nShown only:\n\n```py\nnot run(\n```\n\n"
@@ -115,6 +117,7 @@ def test_a_failing_sample_fails_at_its_markdown_line(tmp_path: Path) -> None:
     assert "AssertionError: boom" in result.stderr
 
 
+@pytest.mark.slow
 def test_indented_blocks_are_run(tmp_path: Path) -> None:
     """A ```python block indented inside a list or an admonition is run too."""
     page = "!!! note\n\n    ```python\n    raise SystemExit(3)\n    ```\n"

@@ -8,6 +8,8 @@ import sys
 import textwrap
 from typing import TYPE_CHECKING
 
+import pytest
+
 from memo import DiskStore, async_disk_cache
 
 if TYPE_CHECKING:
@@ -66,6 +68,7 @@ WORKER = (
 )
 
 
+@pytest.mark.slow
 async def test_four_processes_hammer_one_folder(tmp_path: Path) -> None:
     """Reads, writes, invalidations and clears from 4 processes: every count adds up."""
     folder = tmp_path / "cache"

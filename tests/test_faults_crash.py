@@ -86,6 +86,7 @@ def write_then_kill(folder: Path, writes: int) -> tuple[int, str]:
     return done, stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("writes", [25, 70, 140], ids=["first-pass", "overwriting", "third-pass"])
 async def test_sigkilled_writer_leaves_entries_absent_or_valid(tmp_path: Path, writes: int) -> None:
     """After SIGKILL during writes, every entry reads back absent or equal to its value."""
@@ -117,6 +118,7 @@ async def test_sigkilled_writer_leaves_entries_absent_or_valid(tmp_path: Path, w
     await store.close()
 
 
+@pytest.mark.slow
 async def test_repeated_kills_on_one_folder(tmp_path: Path) -> None:
     """Three writers killed in turn on one folder leave a cache that reads and writes cleanly."""
     folder = tmp_path / "cache"

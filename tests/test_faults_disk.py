@@ -243,6 +243,7 @@ def run_as_nobody(folder: Path, phase: str) -> tuple[dict[str, int], str]:
     return json.loads(child.stdout), child.stderr
 
 
+@pytest.mark.slow
 def test_read_only_folder_as_an_unprivileged_user(nobody_folder: Path) -> None:
     """As ``nobody``, a read-only cache folder: results right, failures counted, logged once."""
     first, err = run_as_nobody(nobody_folder, "fill")

@@ -116,6 +116,7 @@ async def f(x: Any) -> None:
 FUZZ = settings(max_examples=300, deadline=None)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.lists(values, min_size=2, max_size=6))
 def test_different_values_never_share_a_key(batch: list[Any]) -> None:
@@ -127,6 +128,7 @@ def test_different_values_never_share_a_key(batch: list[Any]) -> None:
             assert (f.cache_key(a) == f.cache_key(b)) is same, (a, b)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(values)
 def test_key_ignores_dict_and_set_order(value: Any) -> None:
@@ -137,6 +139,7 @@ def test_key_ignores_dict_and_set_order(value: Any) -> None:
     assert f.cache_key(copy) == f.cache_key(value)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(values, values)
 def test_value_and_its_canonical_form_never_meet(a: Any, b: Any) -> None:
@@ -146,6 +149,7 @@ def test_value_and_its_canonical_form_never_meet(a: Any, b: Any) -> None:
         assert f.cache_key(a) != f.cache_key(forged), (a, forged)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.one_of(values, st.builds(object)), max_size=4))
 def test_canonicalizer_never_crashes(batch: list[Any]) -> None:

@@ -10,6 +10,7 @@ import sys
 import textwrap
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from strategies import key_values, strictly_equal
@@ -32,6 +33,7 @@ async def one(x: Any) -> None:
     return None
 
 
+@pytest.mark.slow
 @fast
 @given(values=st.lists(key_values, min_size=1, max_size=4), data=st.data())
 def test_positional_and_keyword_forms_share_a_key(values: list[Any], data: st.DataObject) -> None:
@@ -43,6 +45,7 @@ def test_positional_and_keyword_forms_share_a_key(values: list[Any], data: st.Da
     assert f.cache_key(*positional, **keywords) == f.cache_key(*values)
 
 
+@pytest.mark.slow
 @fast
 @given(values=st.lists(key_values, min_size=4, max_size=4), order=st.permutations(PARAMS))
 def test_keyword_order_never_matters(values: list[Any], order: list[str]) -> None:
@@ -86,6 +89,7 @@ def _mutate(value: Any, data: st.DataObject) -> Any:
     return data.draw(key_values, label="other")
 
 
+@pytest.mark.slow
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(left=key_values, data=st.data())
 @example(left=None, data=None)
@@ -140,6 +144,7 @@ def _keys_with_hash_seed(seed: str) -> list[str]:
     return keys
 
 
+@pytest.mark.slow
 def test_keys_are_stable_across_processes_and_hash_seeds() -> None:
     """Keys of sets, frozensets and dicts are identical in processes with different hash seeds."""
     runs = {seed: _keys_with_hash_seed(seed) for seed in ("0", "1", "random", "12345")}

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
+
 if TYPE_CHECKING:
     from fake_openai import FakeOpenAI
 
@@ -26,6 +28,7 @@ def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_without_a_key_it_explains_and_exits_0() -> None:
     """No OPENAI_API_KEY: exit status 0 and the command to run it."""
     result = _run({})
@@ -33,6 +36,7 @@ def test_without_a_key_it_explains_and_exits_0() -> None:
     assert "OPENAI_API_KEY=sk-... python examples/cached_chat.py" in result.stdout
 
 
+@pytest.mark.slow
 def test_with_a_key_the_second_call_and_run_are_hits(openai_server: FakeOpenAI) -> None:
     """Against an OpenAI-compatible server: one request over two calls and two runs."""
     env = {"OPENAI_API_KEY": "sk-test-example", "OPENAI_BASE_URL": openai_server.base_url}

@@ -72,6 +72,7 @@ async def _cut_short(client: AsyncOpenAI, how: str) -> None:
         assert [chunk async for chunk in stream]  # read to the end of what was sent
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["closed-early", "unfinished"])
 async def test_a_stream_that_stores_nothing_releases_the_lock(
     redis_server: RedisServer, openai_server: FakeOpenAI, tmp_path: Path, how: str
