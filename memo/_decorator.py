@@ -177,7 +177,11 @@ class CachedFunction(Generic[P, R]):
             result = await self._fn(*args, **kwargs)
         finally:
             _computing.reset(token)
-        await self._entries.open().write(key, result)
+        entries = self._entries.open()
+        if await entries.write(key, result) is None:
+            # Not stored (rejected, or the store failed): the old entry must
+            # not outlive the refresh either.
+            await entries.delete(key)
         self._flights.supersede(key)
         return result
 

@@ -156,3 +156,13 @@ async def test_refreshing_mode_supersedes_runs_in_flight() -> None:
     assert await prices.price("x") == {"price": 2}
     assert await asyncio.wait_for(old_run, BOUND) == {"price": 1}
     assert await prices.price("x") == {"price": 2}
+
+
+async def test_a_refresh_that_stores_nothing_still_retires_the_old_entry() -> None:
+    """refresh() whose result is not stored (cache_if says no) leaves no older value behind."""
+    prices = Prices(cache_if=lambda result: result["price"] < 2)
+    assert await prices.price("x") == {"price": 1}  # stored
+    prices.source["x"] = 2
+    assert await prices.price.refresh("x") == {"price": 2}  # not stored
+    assert await prices.price("x") == {"price": 2}
+    assert prices.runs == 3
