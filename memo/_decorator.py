@@ -11,9 +11,12 @@ writing entries (failing open, counting) in ``memo._entries``.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
-from contextvars import ContextVar
+import pickle
+from contextvars import ContextVar, Token
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from memo._binding import Binding
@@ -29,7 +32,7 @@ from memo.stores.base import store_key
 if TYPE_CHECKING:
     import datetime
     import os
-    from collections.abc import Awaitable, Callable, Iterable
+    from collections.abc import Awaitable, Callable, Iterable, Mapping
 
     from memo._serializers import Serializer
     from memo.stores.base import Store
@@ -39,9 +42,21 @@ __all__ = ["BoundCachedFunction", "CacheInfo", "CachedFunction", "async_disk_cac
 P = ParamSpec("P")
 R = TypeVar("R")
 
-# Keys being computed by the current task and the tasks it awaits: a call
-# for one of them would wait on itself forever.
-_computing: ContextVar[frozenset[str]] = ContextVar("memo_computing", default=frozenset())
+# Keys being computed, each with the task computing it, as seen by that task
+# and the tasks it spawns: a call for one of them while that task is still
+# going would (most likely) wait on itself forever. Once the task is done, a
+# task it spawned that calls the key again is an ordinary call.
+_computing: ContextVar[Mapping[str, asyncio.Task[Any] | None]] = ContextVar(
+    "memo_computing", default=MappingProxyType({})
+)
+
+
+def _mark_computing(key: str) -> Token[Mapping[str, asyncio.Task[Any] | None]]:
+    return _computing.set({**_computing.get(), key: asyncio.current_task()})
+
+
+def _done(task: asyncio.Task[Any] | None) -> bool:
+    return task is not None and task.done()
 
 
 class CachedFunction(Generic[P, R]):
@@ -67,10 +82,7 @@ class CachedFunction(Generic[P, R]):
         self._binding = Binding(inspect.signature(fn), ignore, owner)
         self.namespace: str = options.namespace or owner
         self._prefix = store_key(self.namespace, options.version, "")
-        # Stack: __init__ <- decorate <- the user's decoration.
-        slot = StoreSlot(
-            self.namespace, owner, store=options.store, directory=options.directory, stacklevel=3
-        )
+        slot = StoreSlot(self.namespace, owner, store=options.store, directory=options.directory)
         self._entries: Entries[R] = Entries(
             slot,
             serializer=options.serializer or serializer_for(fn, final=False),
@@ -81,6 +93,11 @@ class CachedFunction(Generic[P, R]):
         self._flights: Flights[Found[R]] = Flights()
         if hasattr(inspect, "markcoroutinefunction"):  # Python 3.12+
             inspect.markcoroutinefunction(self)
+        # Before 3.12, inspect.iscoroutinefunction (and asyncio's) recognise a
+        # function-like object by these, and read the coroutine flag off __code__.
+        for name in ("__code__", "__defaults__", "__kwdefaults__"):
+            if hasattr(fn, name):
+                setattr(self, name, getattr(fn, name))
         # What obj.method shows of the function (__name__, __doc__, __wrapped__,
         # the coroutine mark, public attributes), gathered once, not per access.
         self._bound_attributes = {
@@ -125,7 +142,9 @@ class CachedFunction(Generic[P, R]):
         return (await self._flights.start(key, run).join()).value
 
     def _refuse_self_wait(self, key: str) -> None:
-        if key in _computing.get():
+        """Raise RecursionError for a call of a key its own await chain is computing."""
+        computing = _computing.get()
+        if key in computing and not _done(computing[key]):
             msg = (
                 f"{self._owner}() awaits itself with the same arguments (key {key}); "
                 f"it would wait for its own result forever"
@@ -143,7 +162,7 @@ class CachedFunction(Generic[P, R]):
     ) -> Found[R]:
         # A run is a task of its own, whose context is a copy: the mark is seen
         # by everything the function awaits or spawns, and by nothing outside it.
-        _computing.set(_computing.get() | {key})
+        _mark_computing(key)
         entries = self._entries.open()
         if read:
             found = await entries.read(key)
@@ -171,7 +190,7 @@ class CachedFunction(Generic[P, R]):
     async def _run_and_write(self, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         # Runs going on (and starting until this one is written) compute older values.
         self._flights.supersede(key)
-        token = _computing.set(_computing.get() | {key})
+        token = _mark_computing(key)
         try:
             self._entries.counters.misses += 1
             result = await self._fn(*args, **kwargs)
@@ -240,6 +259,21 @@ class CachedFunction(Generic[P, R]):
     def __repr__(self) -> str:
         return f"<cached {self._owner} namespace={self.namespace!r}>"
 
+    # One cached function per definition, like functools.lru_cache: pickled by
+    # reference (module and qualified name), and copies are the same object.
+    def __reduce__(self) -> str:
+        qualname = vars(self).get("__qualname__")
+        if not isinstance(qualname, str):
+            msg = f"cannot pickle {self!r}: the function it wraps has no qualified name"
+            raise pickle.PicklingError(msg)
+        return qualname
+
+    def __copy__(self) -> CachedFunction[P, R]:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> CachedFunction[P, R]:
+        return self
+
 
 def entries_of(function: CachedFunction[..., R]) -> Entries[R]:
     """Return the entry I/O of a cached function, for memo's own integrations (memo.openai)."""
@@ -285,6 +319,9 @@ class BoundCachedFunction(Generic[R]):
     def store(self) -> Store:
         """The store the method's entries live in."""
         return self.__func__.store
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return getattr, (self.__self__, self.__name__)  # type: ignore[attr-defined]
 
 
 @overload

@@ -15,12 +15,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 import enum
-import warnings
 import weakref
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from memo._envelope import Codec
-from memo._report import MemoWarning, report_failure
+from memo._report import report_failure, warn
 from memo._serializers import JsonSerializer, serializer_for
 from memo.stores.base import WouldBlock
 from memo.stores.disk import shared_disk_store
@@ -95,18 +94,16 @@ NOT_NOW: Literal[_NotNow.NOT_NOW] = _NotNow.NOT_NOW
 _namespace_owners: weakref.WeakKeyDictionary[Any, dict[str, str]] = weakref.WeakKeyDictionary()
 
 
-def _claim_namespace(store: object, namespace: str, owner: str, stacklevel: int) -> None:
+def _claim_namespace(store: object, namespace: str, owner: str) -> None:
     try:
         owners = _namespace_owners.setdefault(store, {})
     except TypeError:  # a store that cannot be weakly referenced or hashed
         return
     first = owners.setdefault(namespace, owner)
     if first != owner:
-        warnings.warn(
+        warn(
             f"memo: {owner} and {first} both use namespace {namespace!r} in one store, "
-            f"so they share entries; give each its own namespace= unless that is the intent",
-            MemoWarning,
-            stacklevel=stacklevel + 1,
+            f"so they share entries; give each its own namespace= unless that is the intent"
         )
 
 
@@ -119,8 +116,6 @@ class StoreSlot:
         store: the store to use, if one was given.
         directory: the folder of the default store (None: ``$MEMO_CACHE_DIR``
             or the user cache folder, read when the store is first needed).
-        stacklevel: how far up the stack the user's decoration is, for the
-            shared-namespace warning when ``store`` is given.
     """
 
     __slots__ = ("_directory", "_store", "namespace", "owner")
@@ -132,14 +127,13 @@ class StoreSlot:
         *,
         store: Store | None,
         directory: str | os.PathLike[str] | None,
-        stacklevel: int = 1,
     ) -> None:
         self.namespace = namespace
         self.owner = owner
         self._store = store
         self._directory = directory
         if store is not None:
-            _claim_namespace(store, namespace, owner, stacklevel + 1)
+            _claim_namespace(store, namespace, owner)
 
     def get(self) -> Store:
         """Return the store, opening the default one on first use.
@@ -149,7 +143,7 @@ class StoreSlot:
         """
         if self._store is None:
             store = shared_disk_store(self._directory)
-            _claim_namespace(store, self.namespace, self.owner, 3)
+            _claim_namespace(store, self.namespace, self.owner)
             self._store = store
         return self._store
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import types
 from typing import TYPE_CHECKING, Any
 
 from memo._serializers import Serializer
@@ -63,6 +64,13 @@ class Options:
             raise TypeError(msg)
         if cache_if is not None and not callable(cache_if):
             msg = f"cache_if must be a callable taking the result, got {cache_if!r}"
+            raise TypeError(msg)
+        if isinstance(serializer, (type, types.ModuleType)):
+            # The json module, or a serializer class, has dumps and loads too.
+            msg = (
+                f"serializer must be a serializer instance, got {serializer!r}; "
+                f"pass an instance such as JsonSerializer() or PydanticSerializer(MyModel)"
+            )
             raise TypeError(msg)
         if serializer is not None and not isinstance(serializer, Serializer):
             msg = f"serializer must have dumps(value) and loads(data) methods, got {serializer!r}"

@@ -3,15 +3,32 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
+import warnings
+from pathlib import Path
 
-__all__ = ["MemoWarning", "logger", "report_failure"]
+__all__ = ["MemoWarning", "logger", "report_failure", "warn"]
 
 logger = logging.getLogger("memo")
 
 
 class MemoWarning(UserWarning):
     """A setup memo can work with but that is probably a mistake."""
+
+
+_PACKAGE = str(Path(__file__).parent) + os.sep
+
+
+def warn(message: str) -> None:
+    """Issue a ``MemoWarning`` that points at the first line outside memo: the user's."""
+    frame = sys._getframe(1)
+    level = 2  # warnings.warn's caller's caller: the function that called warn()
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, MemoWarning, stacklevel=level)
 
 
 _reported: set[tuple[str, str, type[BaseException]]] = set()

@@ -199,7 +199,22 @@ def _json_safe(tp: Any) -> bool:
         return all(type(arg) in (str, int, bool) or arg is None for arg in args)
     if origin is typing.Annotated:
         return _json_safe(args[0])
+    if _is_typeddict(tp):
+        # A TypedDict is a plain dict at run time: JSON keeps it if its fields are JSON.
+        hints = typing.get_type_hints(tp)
+        return all(_json_safe(hint) for hint in hints.values())
     return False
+
+
+def _is_typeddict(tp: Any) -> bool:
+    if typing.is_typeddict(tp):
+        return True
+    try:
+        import typing_extensions  # noqa: PLC0415 - pydantic's own dependency
+
+        return bool(typing_extensions.is_typeddict(tp))
+    except ImportError:  # pragma: no cover - pydantic requires typing_extensions
+        return False
 
 
 def infer_serializer(annotation: Any) -> Serializer[Any]:
@@ -221,6 +236,13 @@ def infer_serializer(annotation: Any) -> Serializer[Any]:
             f"memo cannot infer a serializer for the return type {qualified_name(annotation)}: "
             f"pydantic cannot describe it; pass serializer=... (PickleSerializer() for a "
             f"private cache, or your own Serializer)"
+        )
+        raise TypeError(msg) from exc
+    except pydantic.PydanticUserError as exc:
+        # e.g. typing.TypedDict on Python < 3.12, which pydantic refuses.
+        msg = (
+            f"memo cannot infer a serializer for the return type {qualified_name(annotation)}: "
+            f"{str(exc).splitlines()[0]} Or pass serializer=... to choose one."
         )
         raise TypeError(msg) from exc
 

@@ -343,3 +343,23 @@ async def test_a_call_while_a_cancelled_run_winds_down_starts_afresh() -> None:
         await asyncio.sleep(0)
     released.set()
     assert await asyncio.wait_for(second, BOUND) == 2
+
+
+async def test_a_task_spawned_by_a_run_may_call_its_key_after_the_run() -> None:
+    """A background task started inside a call, calling the same key later, is no recursion."""
+    later: list[asyncio.Task[int]] = []
+    go = asyncio.Event()
+
+    @async_disk_cache(store=MemoryStore())
+    async def spawner(x: int) -> int:
+        async def afterwards() -> int:
+            await go.wait()  # until the call that spawned it has returned
+            return await spawner(x)
+
+        later.append(asyncio.create_task(afterwards()))
+        return x
+
+    assert await spawner(1) == 1
+    go.set()
+    assert await asyncio.wait_for(later[0], BOUND) == 1
+    assert spawner.cache_info().hits == 1
