@@ -168,6 +168,7 @@ class CachedFunction(Generic[P, R]):
             found = await entries.read(key)
             if found is not None:
                 return found
+        flight.check_abandoned()
         self._entries.counters.misses += 1
         try:
             result = await self._fn(*args, **kwargs)

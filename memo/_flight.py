@@ -36,7 +36,7 @@ T = TypeVar("T")
 class Flight(Generic[T]):
     """One run for one key, and how many callers wait for it."""
 
-    __slots__ = ("_key", "_superseded", "_table", "_task", "_waiters")
+    __slots__ = ("_abandoned", "_key", "_superseded", "_table", "_task", "_waiters")
 
     def __init__(
         self,
@@ -48,6 +48,7 @@ class Flight(Generic[T]):
         self._key = key
         self._waiters = 0
         self._superseded = False
+        self._abandoned = False
         table[key] = self
         self._task = asyncio.get_running_loop().create_task(run(self))
         self._task.add_done_callback(self._land)
@@ -65,6 +66,7 @@ class Flight(Generic[T]):
         finally:
             self._waiters -= 1
             if self._waiters == 0 and not self._task.done():
+                self._abandoned = True
                 self._task.cancel()
                 self.close()
 
@@ -76,6 +78,16 @@ class Flight(Generic[T]):
     def supersede(self) -> None:
         """Mark this run as older than the entry: offered to no new caller, never written."""
         self._superseded = True
+
+    def check_abandoned(self) -> None:
+        """Raise CancelledError if every caller has left.
+
+        The run's task was cancelled then, but a library it awaited may have
+        swallowed that (redis-py's timeouts on Python 3.10 and 3.11): a run
+        calls this before it starts anything that nobody waits for any more.
+        """
+        if self._abandoned:
+            raise asyncio.CancelledError
 
     def close(self) -> None:
         """Stop offering this run to new callers; those it has still get its outcome."""

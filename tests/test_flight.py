@@ -235,3 +235,35 @@ async def test_a_run_that_closes_itself_keeps_its_callers() -> None:
     assert flights.find("k") is None
     gate.set()
     assert await asyncio.wait_for(caller, BOUND) == "mine"
+
+
+async def test_a_run_whose_cancellation_was_swallowed_can_tell_it_was_abandoned() -> None:
+    """check_abandoned() raises once every caller has left, even if the cancel was lost."""
+    flights: Flights[str] = Flights()
+    waiting = asyncio.Event()
+    checked: list[str] = []
+
+    async def swallows(flight: Flight[str]) -> str:
+        try:
+            waiting.set()
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            pass  # what a library with a buggy timeout may do
+        try:
+            flight.check_abandoned()
+        except asyncio.CancelledError:
+            checked.append("abandoned")
+            raise
+        return "went on"
+
+    flight = flights.start("k", swallows)
+    caller = asyncio.create_task(flight.join())
+    await asyncio.wait_for(waiting.wait(), BOUND)
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    for _ in range(100):
+        if checked:
+            break
+        await asyncio.sleep(0)
+    assert checked == ["abandoned"]
