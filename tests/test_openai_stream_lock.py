@@ -63,17 +63,26 @@ def _locks(server: RedisServer) -> list[bytes]:
 
 async def _cut_short(client: AsyncOpenAI, how: str) -> None:
     model = "fake-truncated" if how == "unfinished" else "fake"
+    if how == "helper-closed-early":
+        async with client.chat.completions.stream(model=model, messages=MESSAGES) as events:
+            async for _ in events:
+                break
+        return
     stream = await client.chat.completions.create(model=model, messages=MESSAGES, stream=True)
     if how == "closed-early":
         async with stream:
             async for _ in stream:
                 break  # the consumer has what it needs
+    elif how == "closed-unread":
+        await stream.close()
     else:
         assert [chunk async for chunk in stream]  # read to the end of what was sent
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", ["closed-early", "unfinished"])
+@pytest.mark.parametrize(
+    "how", ["closed-early", "closed-unread", "helper-closed-early", "unfinished"]
+)
 async def test_a_stream_that_stores_nothing_releases_the_lock(
     redis_server: RedisServer, openai_server: FakeOpenAI, tmp_path: Path, how: str
 ) -> None:

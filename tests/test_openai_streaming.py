@@ -10,7 +10,7 @@ from openai import AsyncStream
 
 import memo
 import memo.openai
-from memo.openai._streams import record
+from memo.openai._streams import Recording
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -233,7 +233,8 @@ async def test_a_chunk_that_cannot_be_recorded_still_reaches_the_caller() -> Non
     async def abandon() -> None:
         abandoned.append(True)
 
-    received = [chunk async for chunk in record(live(), finished, errors.append, abandon)]
+    recording = Recording(live(), finished, errors.append, abandon)
+    received = [chunk async for chunk in recording.chunks]
     assert received == ["not", "a", "model"]
     assert saved == []
     assert [type(error) for error in errors] == [TypeError]

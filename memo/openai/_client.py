@@ -17,12 +17,11 @@ model, and a base64 embedding is stored compactly and decoded on the way out.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import functools
 import json
 import weakref
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar, cast, get_args
 
@@ -39,7 +38,7 @@ from memo._entries import CacheInfo
 from memo._envelope import Codec
 from memo._report import report_failure
 from memo.openai._serializers import ChunksSerializer, OpenAISerializer, RecordedChunks
-from memo.openai._streams import ReplayStream, record
+from memo.openai._streams import Recording, ReplayStream
 
 if TYPE_CHECKING:
     import os
@@ -311,14 +310,14 @@ class _OpenAICache:
         async def abandoned() -> None:
             await opened.release(store_key)
 
-        recording = record(
+        recording = Recording(
             live._iterator,
             finished,
             functools.partial(entries.fail, "recording the stream"),
             abandoned,
         )
-        live._iterator = recording
-        _close_with(live, recording)
+        live._iterator = recording.chunks
+        _settle_on_close(live, recording)
         return live
 
     # -- management -------------------------------------------------------------
@@ -370,24 +369,23 @@ def _post_process(post_parser: Callable[[Any], Any], result: Any) -> Any:
     return parsed
 
 
-def _close_with(stream: AsyncStream[Any], recording: AsyncGenerator[Any, None]) -> None:
-    """Make closing ``stream`` (``close()``, ``async with``) end its recording too.
+def _settle_on_close(stream: AsyncStream[Any], recording: Recording[Any]) -> None:
+    """Make closing ``stream``'s HTTP response settle its recording at once.
 
-    The SDK's ``close`` only closes the HTTP response; the recording would
-    otherwise wait for the garbage collector to learn that no more chunks
-    are coming, and a cross-process lock would be held until then.
+    Every way a stream is closed ends there: ``close()``, ``async with``, the
+    SDK's ``.stream()`` helpers. Without this, a stream closed early would
+    give back a cross-process lock only when the garbage collector reaches it.
     """
-    close = stream.close
+    response = stream.response
+    close = response.aclose
 
-    async def close_and_stop_recording() -> None:
+    async def close_and_settle() -> None:
         try:
             await close()
         finally:
-            # Closed from another task mid-iteration: that iteration ends the recording.
-            with contextlib.suppress(RuntimeError):
-                await recording.aclose()
+            await recording.closed()
 
-    vars(stream)["close"] = close_and_stop_recording
+    vars(response)["aclose"] = close_and_settle
 
 
 def _complete(path: str, body: Any, chunks: list[Any]) -> bool:

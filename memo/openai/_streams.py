@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+import contextlib
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from openai import AsyncStream
 
@@ -11,43 +12,80 @@ from memo.openai._serializers import api_json
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 
-__all__ = ["ReplayStream", "record"]
+__all__ = ["Recording", "ReplayStream"]
 
 _T = TypeVar("_T")
 
 
-async def record(
-    live: AsyncIterator[_T],
-    finished: Callable[[list[Any]], Awaitable[None]],
-    failed: Callable[[Exception], None],
-    abandoned: Callable[[], Awaitable[None]],
-) -> AsyncGenerator[_T, None]:
-    """Yield ``live``'s chunks unchanged; once it ends normally, hand their JSON to ``finished``.
+class Recording(Generic[_T]):
+    """A live stream's chunks, recorded while they are forwarded, settled once.
 
-    A consumer that stops early, an error from the server, or a cancellation
-    never reaches the end of the loop, so an incomplete stream is never
-    stored: ``abandoned`` is awaited instead, when the generator is closed.
-    A chunk that cannot be recorded is handed to ``failed`` and the stream
-    goes on unrecorded: recording never costs the caller a chunk.
+    ``chunks`` yields ``live``'s chunks unchanged. A stream that ends normally
+    hands its chunks' JSON to ``finished``; one that is cut short, errors, is
+    cancelled, or is closed before its end (``closed``, from any path that
+    closes the HTTP response) is ``abandoned`` instead. Exactly one of the
+    two runs, once. A chunk that cannot be recorded is handed to ``failed``
+    and the stream goes on unrecorded (and is abandoned at its end):
+    recording never costs the caller a chunk.
     """
-    recorded: list[Any] | None = []
-    ended = False
-    try:
-        async for chunk in live:
-            if recorded is not None:
+
+    def __init__(
+        self,
+        live: AsyncIterator[_T],
+        finished: Callable[[list[Any]], Awaitable[None]],
+        failed: Callable[[Exception], None],
+        abandoned: Callable[[], Awaitable[None]],
+    ) -> None:
+        self._finished = finished
+        self._failed = failed
+        self._abandoned = abandoned
+        self._settled = False
+        self._pulling = False
+        self.chunks = self._record(live)
+
+    async def _record(self, live: AsyncIterator[_T]) -> AsyncGenerator[_T, None]:
+        recorded: list[Any] | None = []
+        ended = False
+        try:
+            while True:
+                self._pulling = True
                 try:
-                    # Turned into JSON now: the consumer may change the chunk objects later.
-                    recorded.append(api_json(chunk))
-                except Exception as exc:
-                    recorded = None
-                    failed(exc)
-            yield chunk
-        ended = True
-    finally:
-        if not ended or recorded is None:
-            await abandoned()
-    if recorded is not None:
-        await finished(recorded)
+                    chunk = await live.__anext__()
+                except StopAsyncIteration:
+                    ended = True
+                    break
+                finally:
+                    self._pulling = False
+                if recorded is not None:
+                    try:
+                        # Turned into JSON now: the consumer may change the chunk objects later.
+                        recorded.append(api_json(chunk))
+                    except Exception as exc:
+                        recorded = None
+                        self._failed(exc)
+                yield chunk
+        finally:
+            if not ended or recorded is None:
+                await self.abandon()
+        if recorded is not None and not self._settled:
+            self._settled = True
+            await self._finished(recorded)
+
+    async def abandon(self) -> None:
+        """Give the stream up: it will not be stored (no-op once settled)."""
+        if not self._settled:
+            self._settled = True
+            await self._abandoned()
+
+    async def closed(self) -> None:
+        """The HTTP response was closed: settle now, unless the stream is ending by itself."""
+        if self._pulling:
+            # The live stream closes its response as it reaches its end, from
+            # inside the recording: the recording settles right after.
+            return
+        with contextlib.suppress(RuntimeError):  # closed from another task mid-iteration
+            await self.chunks.aclose()
+        await self.abandon()
 
 
 class _ReplayedResponse:
