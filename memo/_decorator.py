@@ -46,13 +46,16 @@ R = TypeVar("R")
 # and the tasks it spawns: a call for one of them while that task is still
 # going would (most likely) wait on itself forever. Once the task is done, a
 # task it spawned that calls the key again is an ordinary call.
-_computing: ContextVar[Mapping[str, asyncio.Task[Any] | None]] = ContextVar(
+# Marked per cached function: two stacked decorators share a key, not a run.
+_computing: ContextVar[Mapping[tuple[int, str], asyncio.Task[Any] | None]] = ContextVar(
     "memo_computing", default=MappingProxyType({})
 )
 
 
-def _mark_computing(key: str) -> Token[Mapping[str, asyncio.Task[Any] | None]]:
-    return _computing.set({**_computing.get(), key: asyncio.current_task()})
+def _mark_computing(
+    function: object, key: str
+) -> Token[Mapping[tuple[int, str], asyncio.Task[Any] | None]]:
+    return _computing.set({**_computing.get(), (id(function), key): asyncio.current_task()})
 
 
 def _done(task: asyncio.Task[Any] | None) -> bool:
@@ -143,8 +146,8 @@ class CachedFunction(Generic[P, R]):
 
     def _refuse_self_wait(self, key: str) -> None:
         """Raise RecursionError for a call of a key its own await chain is computing."""
-        computing = _computing.get()
-        if key in computing and not _done(computing[key]):
+        computing, mark = _computing.get(), (id(self), key)
+        if mark in computing and not _done(computing[mark]):
             msg = (
                 f"{self._owner}() awaits itself with the same arguments (key {key}); "
                 f"it would wait for its own result forever"
@@ -162,7 +165,7 @@ class CachedFunction(Generic[P, R]):
     ) -> Found[R]:
         # A run is a task of its own, whose context is a copy: the mark is seen
         # by everything the function awaits or spawns, and by nothing outside it.
-        _mark_computing(key)
+        _mark_computing(self, key)
         entries = self._entries.open()
         if read:
             found = await entries.read(key)
@@ -191,7 +194,7 @@ class CachedFunction(Generic[P, R]):
     async def _run_and_write(self, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         # Runs going on (and starting until this one is written) compute older values.
         self._flights.supersede(key)
-        token = _mark_computing(key)
+        token = _mark_computing(self, key)
         try:
             self._entries.counters.misses += 1
             result = await self._fn(*args, **kwargs)
@@ -323,6 +326,20 @@ class BoundCachedFunction(Generic[R]):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return getattr, (self.__self__, self.__name__)  # type: ignore[attr-defined]
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        """The method's signature without its first parameter, as for a bound method."""
+        signature = inspect.signature(self.__func__)
+        return signature.replace(parameters=list(signature.parameters.values())[1:])
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, BoundCachedFunction):
+            return NotImplemented
+        return self.__func__ is other.__func__ and self.__self__ is other.__self__
+
+    def __hash__(self) -> int:
+        return hash((self.__func__, id(self.__self__)))
 
 
 @overload

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import enum
+import functools
 import weakref
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
@@ -105,6 +106,18 @@ def _claim_namespace(store: object, namespace: str, owner: str) -> None:
             f"memo: {owner} and {first} both use namespace {namespace!r} in one store, "
             f"so they share entries; give each its own namespace= unless that is the intent"
         )
+
+
+@functools.lru_cache(maxsize=256)
+def _reads_nowait(cls: type) -> bool:
+    """Whether stores of ``cls`` offer a ``get_nowait`` that agrees with their ``get``.
+
+    A subclass that overrides ``get`` alone (to decrypt, to count) must be
+    read through its ``get``: the ``get_nowait`` it inherits would bypass it.
+    """
+    get = next((k for k in cls.__mro__ if "get" in vars(k)), None)
+    get_nowait = next((k for k in cls.__mro__ if "get_nowait" in vars(k)), None)
+    return get is not None and get_nowait is not None and issubclass(get_nowait, get)
 
 
 class StoreSlot:
@@ -217,11 +230,12 @@ class Entries(Generic[T]):
         cannot be opened: the run reports that): then ``open().read``.
         """
         try:
-            get_nowait = getattr(self.slot.get(), "get_nowait", None)
+            store = self.slot.get()
         except Exception:
             return NOT_NOW
-        if get_nowait is None:
+        if not _reads_nowait(type(store)):
             return NOT_NOW
+        get_nowait = store.get_nowait  # type: ignore[attr-defined]
         try:
             data = get_nowait(key)
         except WouldBlock:

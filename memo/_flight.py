@@ -14,6 +14,9 @@ while it ran: what it computed or read is older than that). A superseded
 run still answers the callers it has; it checks ``superseded`` before it
 writes.
 
+Runs that would wait on each other (``a(1)`` awaits ``b(1)``, whose run
+awaits ``a(1)``) get a ``RecursionError`` instead of waiting forever.
+
 ``find`` and ``start`` are plain functions, never awaited: a caller that finds
 no run and starts one does so without yielding to the loop in between, so
 concurrent callers never start two runs for one key.
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
@@ -32,11 +36,23 @@ __all__ = ["Flight", "Flights"]
 
 T = TypeVar("T")
 
+# The run whose task is current (set in each run's own context), so that a run
+# about to wait on another can tell whether that one is waiting on it.
+_running: ContextVar[Flight[Any] | None] = ContextVar("memo_running_flight", default=None)
+
 
 class Flight(Generic[T]):
     """One run for one key, and how many callers wait for it."""
 
-    __slots__ = ("_abandoned", "_key", "_superseded", "_table", "_task", "_waiters")
+    __slots__ = (
+        "_abandoned",
+        "_key",
+        "_superseded",
+        "_table",
+        "_task",
+        "_waiters",
+        "_waiting_on",
+    )
 
     def __init__(
         self,
@@ -49,8 +65,9 @@ class Flight(Generic[T]):
         self._waiters = 0
         self._superseded = False
         self._abandoned = False
+        self._waiting_on: Flight[Any] | None = None
         table[key] = self
-        self._task = asyncio.get_running_loop().create_task(run(self))
+        self._task = asyncio.get_running_loop().create_task(self._run_as_self(run(self)))
         self._task.add_done_callback(self._land)
 
     async def join(self) -> T:
@@ -60,10 +77,18 @@ class Flight(Generic[T]):
         caller to leave cancels it, and a caller arriving while the cancelled
         run winds down starts afresh instead of joining it.
         """
+        me = _running.get()
+        if me is not None and me._task is not asyncio.current_task():
+            me = None  # a task the run spawned: what it waits for is not the run's
+        if me is not None:
+            me._refuse_to_wait_on(self)
+            me._waiting_on = self
         self._waiters += 1
         try:
             return await asyncio.shield(self._task)
         finally:
+            if me is not None:
+                me._waiting_on = None
             self._waiters -= 1
             if self._waiters == 0 and not self._task.done():
                 self._abandoned = True
@@ -93,6 +118,22 @@ class Flight(Generic[T]):
         """Stop offering this run to new callers; those it has still get its outcome."""
         if self._table.get(self._key) is self:
             del self._table[self._key]
+
+    async def _run_as_self(self, run: Coroutine[Any, Any, T]) -> T:
+        _running.set(self)  # in the task's own context: seen by the run and what it spawns
+        return await run
+
+    def _refuse_to_wait_on(self, other: Flight[Any]) -> None:
+        """Raise RecursionError if ``other`` waits, directly or not, on this run."""
+        flight: Flight[Any] | None = other
+        while flight is not None:
+            if flight is self:
+                msg = (
+                    f"the run for key {self._key} would wait on the run for key {other._key}, "
+                    f"which is waiting on it: they would wait for each other forever"
+                )
+                raise RecursionError(msg)
+            flight = flight._waiting_on
 
     def _land(self, task: asyncio.Task[T]) -> None:
         self.close()

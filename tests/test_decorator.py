@@ -565,3 +565,12 @@ async def test_a_bound_method_shows_the_function_not_its_state() -> None:
         if name.startswith("_") and not name.startswith(("__", "_is_coroutine"))
     ]
     assert private == []
+
+
+def test_a_bound_method_looks_like_a_bound_method() -> None:
+    """Its signature drops self, and obj.method == obj.method, as for plain methods."""
+    weather = Weather([])
+    assert str(inspect.signature(weather.forecast)) == "(city: 'str', days: 'int' = 3) -> 'str'"
+    assert weather.forecast == weather.forecast
+    assert hash(weather.forecast) == hash(weather.forecast)
+    assert weather.forecast != Weather([]).forecast

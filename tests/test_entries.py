@@ -140,3 +140,36 @@ async def test_the_serializer_is_inferred_at_first_use() -> None:
     assert isinstance(found, Found)
     assert found.value == (1, 2)  # a tuple again: pydantic, not JSON
     assert type(entries.codec.serializer).__name__ == "PydanticSerializer"
+
+
+async def test_a_subclass_that_overrides_get_is_read_through_it() -> None:
+    """A store subclass overriding get (not get_nowait) is never read behind its back."""
+    seen: list[str] = []
+
+    class Counting(MemoryStore):
+        async def get(self, key: str) -> bytes | None:
+            seen.append(key)
+            return await super().get(key)
+
+    entries = _entries(Counting())
+    await entries.open().write("k", 1)
+    assert entries.read_nowait("k") is NOT_NOW
+    found = await entries.open().read("k")
+    assert found is not None
+    assert found.value == 1
+    assert seen == ["k"]
+
+
+async def test_a_subclass_that_overrides_both_reads_is_read_at_once() -> None:
+    """A subclass overriding get and get_nowait keeps the fast path."""
+
+    class Both(MemoryStore):
+        async def get(self, key: str) -> bytes | None:
+            return await super().get(key)
+
+        def get_nowait(self, key: str) -> bytes | None:
+            return super().get_nowait(key)
+
+    entries = _entries(Both())
+    await entries.open().write("k", 1)
+    assert isinstance(entries.read_nowait("k"), Found)

@@ -363,3 +363,43 @@ async def test_a_task_spawned_by_a_run_may_call_its_key_after_the_run() -> None:
     go.set()
     assert await asyncio.wait_for(later[0], BOUND) == 1
     assert spawner.cache_info().hits == 1
+
+
+async def test_stacked_cached_functions_with_default_namespaces_run(tmp_path: Any) -> None:
+    """Two cached layers share a key; the outer awaiting the inner is no recursion."""
+
+    @async_disk_cache(store=MemoryStore())
+    @async_disk_cache(directory=tmp_path / "cache")
+    async def two_tier(x: int) -> int:
+        return x * 2
+
+    assert await asyncio.wait_for(two_tier(1), BOUND) == 2
+    assert await asyncio.wait_for(two_tier(1), BOUND) == 2
+    assert two_tier.cache_info().hits == 1
+
+
+async def test_two_runs_waiting_on_each_other_raise_instead_of_hanging() -> None:
+    """a(1) awaits b(1) while b(1)'s run awaits a(1): RecursionError, not a deadlock."""
+    both_started = asyncio.Event()
+    started = 0
+
+    async def meet() -> None:
+        nonlocal started
+        started += 1
+        if started == 2:
+            both_started.set()
+        await both_started.wait()
+
+    @async_disk_cache(store=MemoryStore())
+    async def xa(x: int) -> int:
+        await meet()
+        return await xb(x)
+
+    @async_disk_cache(store=MemoryStore())
+    async def xb(x: int) -> int:
+        await meet()
+        return await xa(x)
+
+    results = await asyncio.wait_for(asyncio.gather(xa(1), xb(1), return_exceptions=True), BOUND)
+    assert [type(result) for result in results] == [RecursionError, RecursionError]
+    assert "wait for each other forever" in str(results[0])
