@@ -167,11 +167,15 @@ class CachedFunction(Generic[P, R]):
         # by everything the function awaits or spawns, and by nothing outside it.
         _mark_computing(self, key)
         entries = self._entries.open()
-        if read:
-            found = await entries.read(key)
-            if found is not None:
-                return found
-        flight.check_abandoned()
+        try:
+            if read:
+                found = await entries.read(key)
+                if found is not None:
+                    return found
+            flight.check_abandoned()
+        except BaseException:  # cancelled: a lock the read took is given back
+            await entries.release(key)
+            raise
         self._entries.counters.misses += 1
         try:
             result = await self._fn(*args, **kwargs)

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from memo import CacheInfo, MemoryStore, Store, async_disk_cache
+from memo.stores import WouldBlock
 
 # A hang is the way single-flight bugs fail: bound every wait so that one
 # shows as a clear failure in seconds, not as the suite's timeout.
@@ -403,3 +404,36 @@ async def test_two_runs_waiting_on_each_other_raise_instead_of_hanging() -> None
     results = await asyncio.wait_for(asyncio.gather(xa(1), xb(1), return_exceptions=True), BOUND)
     assert [type(result) for result in results] == [RecursionError, RecursionError]
     assert "wait for each other forever" in str(results[0])
+
+
+async def test_a_run_cancelled_while_reading_gives_back_what_the_read_took() -> None:
+    """A store whose read takes a lock (RedisStore(lock_timeout=...)) is told to release it."""
+    reading = asyncio.Event()
+    released: list[str] = []
+
+    class LockingStore(MemoryStore):
+        async def get(self, key: str) -> bytes | None:
+            reading.set()
+            await asyncio.Event().wait()  # a slow server
+            return None
+
+        def get_nowait(self, key: str) -> bytes | None:
+            raise WouldBlock
+
+        async def release(self, key: str) -> None:
+            released.append(key)
+
+    @async_disk_cache(store=LockingStore())
+    async def slow(x: int) -> int:
+        return x
+
+    caller = asyncio.create_task(slow(1))
+    await asyncio.wait_for(reading.wait(), BOUND)
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    for _ in range(100):
+        if released:
+            break
+        await asyncio.sleep(0)
+    assert released == [slow.cache_key(1)]
