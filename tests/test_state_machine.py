@@ -14,39 +14,20 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+from doubles import StoreDouble
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from memo import MemoryStore, async_disk_cache
+from memo import async_disk_cache
 
 NAMES = ("tea", "coffee", "cocoa")
 ITEMS = st.sampled_from(NAMES)
 
 
-class FlakyStore(MemoryStore):
-    """A MemoryStore whose reads and writes fail while told to."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.failing = False
-
-    def _check(self) -> None:
-        if self.failing:
-            msg = "the store is down"
-            raise ConnectionError(msg)
-
-    def get_nowait(self, key: str) -> bytes | None:
-        self._check()
-        return super().get_nowait(key)
-
-    async def get(self, key: str) -> bytes | None:
-        self._check()
-        return await super().get(key)
-
-    async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
-        self._check()
-        await super().set(key, value, ttl=ttl)
+# While the store is down its reads (both kinds) and writes fail; delete and clear work.
+DOWN = dict.fromkeys(("get", "get_nowait", "set"), ConnectionError("the store is down"))
 
 
 class CachedSource(RuleBasedStateMachine):
@@ -54,7 +35,7 @@ class CachedSource(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.store = FlakyStore()
+        self.store = StoreDouble(optional=("get_nowait",))
         self.generation = dict.fromkeys(NAMES, 0)
         self.floor = dict.fromkeys(NAMES, 0)
         self.version = 0
@@ -120,7 +101,7 @@ class CachedSource(RuleBasedStateMachine):
 
     @rule(failing=st.booleans())
     def store_fails(self, failing: bool) -> None:
-        self.store.failing = failing
+        self.store.fail = dict(DOWN) if failing else {}
 
     @rule(item=ITEMS, callers=st.integers(1, 4), how=st.sampled_from(["invalidate", "refresh"]))
     def concurrent_calls_around_an_invalidation(self, item: str, callers: int, how: str) -> None:
@@ -159,5 +140,6 @@ CachedSource.TestCase.settings = settings(
 )
 
 
+@pytest.mark.slow
 class TestCachedSource(CachedSource.TestCase):  # type: ignore[name-defined, misc]
     """Run the state machine."""
