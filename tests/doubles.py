@@ -16,9 +16,10 @@ needs to steer it:
   namespace); ``done`` counts those that returned.
 
 ``get_nowait`` and ``release`` are optional in the Store protocol, and memo
-looks them up with ``getattr``: a double that always had them would change the
-path memo takes. It offers them only when asked (``optional=("get_nowait",)``),
-and only over a real store that has them.
+looks for them on the store's class: a double that always had them would change
+the path memo takes. It offers them only when asked (``optional=("get_nowait",)``
+makes the double an instance of a subclass that has the method), and only over
+a real store that has them.
 """
 
 from __future__ import annotations
@@ -48,12 +49,20 @@ def _known(names: Iterable[str], allowed: frozenset[str], what: str) -> None:
 class StoreDouble:
     """A store that wraps a real one, to fail, hold or step chosen operations, recording calls.
 
+    ``StoreDouble(...)`` returns an instance of the subclass that has exactly
+    the optional operations asked for.
+
     Args:
         inner: the real store; a fresh ``MemoryStore`` by default.
         fail: operation name -> the exception that operation raises.
         step: operations that take an event-loop step before and after the real one.
         optional: the optional operations (``get_nowait``, ``release``) to offer.
     """
+
+    def __new__(cls, *args: Any, optional: Iterable[str] = (), **kwargs: Any) -> StoreDouble:
+        offered = frozenset(optional)
+        _known(offered, OPTIONAL, "offer")
+        return super().__new__(_WITH[offered])
 
     def __init__(
         self,
@@ -72,17 +81,10 @@ class StoreDouble:
         self._held: dict[str, asyncio.Event] = collections.defaultdict(asyncio.Event)
         _known(self.fail, OPERATIONS, "fail")
         _known(self.step, ASYNC_OPERATIONS, "step")
-        optional = frozenset(optional)
-        _known(optional, OPTIONAL, "offer")
-        for name in optional:
+        for name in frozenset(optional):
             if not callable(getattr(self.inner, name, None)):
                 msg = f"{self.inner!r} has no {name}() to offer"
                 raise TypeError(msg)
-        # Instance attributes, so that getattr(store, "get_nowait", None) is None otherwise.
-        if "get_nowait" in optional:
-            self.get_nowait = self._get_nowait
-        if "release" in optional:
-            self.release = self._release
 
     def __repr__(self) -> str:
         return f"StoreDouble({self.inner!r}, fail={sorted(self.fail)}, step={sorted(self.step)})"
@@ -134,13 +136,6 @@ class StoreDouble:
         result: bytes | None = await self._around("get", key, lambda: self.inner.get(key))
         return result
 
-    def _get_nowait(self, key: str) -> bytes | None:
-        self._enter("get_nowait", key)
-        self._raise_if_failing("get_nowait")
-        result: bytes | None = self.inner.get_nowait(key)
-        self.done["get_nowait"] += 1
-        return result
-
     async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
         """The real store's set, unless failing, held or stepped."""
         await self._around("set", key, lambda: self.inner.set(key, value, ttl=ttl))
@@ -155,9 +150,38 @@ class StoreDouble:
         result: int = await self._around("clear", namespace, lambda: self.inner.clear(namespace))
         return result
 
-    async def _release(self, key: str) -> None:
-        await self._around("release", key, lambda: self.inner.release(key))
-
     async def close(self) -> None:
         """The real store's close, unless failing, held or stepped."""
         await self._around("close", None, self.inner.close)
+
+
+class _Nowait(StoreDouble):
+    """A StoreDouble that offers get_nowait."""
+
+    def get_nowait(self, key: str) -> bytes | None:
+        """The real store's get_nowait, unless failing."""
+        self._enter("get_nowait", key)
+        self._raise_if_failing("get_nowait")
+        result: bytes | None = self.inner.get_nowait(key)
+        self.done["get_nowait"] += 1
+        return result
+
+
+class _Release(StoreDouble):
+    """A StoreDouble that offers release."""
+
+    async def release(self, key: str) -> None:
+        """The real store's release, unless failing, held or stepped."""
+        await self._around("release", key, lambda: self.inner.release(key))
+
+
+class _NowaitRelease(_Nowait, _Release):
+    """A StoreDouble that offers get_nowait and release."""
+
+
+_WITH: dict[frozenset[str], type[StoreDouble]] = {
+    frozenset(): StoreDouble,
+    frozenset({"get_nowait"}): _Nowait,
+    frozenset({"release"}): _Release,
+    frozenset({"get_nowait", "release"}): _NowaitRelease,
+}

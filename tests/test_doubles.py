@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 from doubles import StoreDouble
 
-from memo import DiskStore, MemoryStore, Store
+from memo import DiskStore, MemoryStore, Store, async_disk_cache
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -41,6 +41,19 @@ async def test_optional_operations_exist_only_when_offered() -> None:
         StoreDouble(MemoryStore(), optional=("release",))
     with pytest.raises(ValueError, match="cannot fail"):
         StoreDouble(fail={"gte": OSError()})
+
+
+async def test_memo_takes_the_offered_get_nowait_path() -> None:
+    """A cached function reads through get_nowait first when, and only when, it is offered."""
+    for optional, nowait_reads in (((), 0), (("get_nowait",), 3)):
+        store = StoreDouble(optional=optional)
+
+        @async_disk_cache(namespace="doubles", store=store)
+        async def double(x: int) -> int:
+            return 2 * x
+
+        assert [await double(4) for _ in range(3)] == [8, 8, 8]
+        assert store.done["get_nowait"] == nowait_reads, optional
 
 
 async def test_a_blocked_operation_waits_until_unblocked() -> None:
