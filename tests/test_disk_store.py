@@ -66,6 +66,7 @@ def _run_restart_script(runs: Path, cache_dir: Path) -> dict[str, Any]:
     return result
 
 
+@pytest.mark.slow
 def test_entries_survive_a_restart(tmp_path: Path, cache_dir: Path) -> None:
     """A second process finds the first one's entry: no run, the declared type comes back."""
     runs = tmp_path / "runs.txt"

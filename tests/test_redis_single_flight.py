@@ -99,6 +99,7 @@ def run_together(server: RedisServer, tmp_path: Path, lock: str) -> tuple[list[d
     return reports, len(calls.read_text().splitlines())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("lock", "single"),
     [("off", False), ("10", True)],
