@@ -13,6 +13,14 @@ per dict key. orjson prints ``1``, ``1.0``, ``true`` and ``"1"`` differently,
 which keeps those apart without tags, while NaN and infinities (which orjson
 would print as ``null``) are tagged.
 
+A value whose meaning is more than its items carries the rest too, because
+``==`` may call two values equal that a function tells apart: an aware
+datetime its zone (Paris and Lagos share ``+01:00`` in January, not in July),
+an OrderedDict its order, a defaultdict its factory, a deque its maxlen. What
+has no name that holds in another process (a lambda factory, an unnamed
+tzinfo) is refused rather than keyed by ``repr`` or ``id``. Only order that
+carries no meaning, dict keys and set members, is dropped.
+
 Everything here is a pure function of its input: nothing depends on ``hash()``,
 ``id()``, ``repr()`` of arbitrary objects or dict order, so keys are the same
 across processes, machines and ``PYTHONHASHSEED`` values.
@@ -20,7 +28,9 @@ across processes, machines and ``PYTHONHASHSEED`` values.
 
 from __future__ import annotations
 
+import array
 import base64
+import collections
 import dataclasses
 import datetime
 import decimal
@@ -28,13 +38,15 @@ import enum
 import hashlib
 import math
 import pathlib
+import sys
+import types
 import uuid
 from typing import TYPE_CHECKING, Any
 
 import orjson
 import pydantic
 
-from memo._names import qualified_name
+from memo._names import importable_name, qualified_name
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -209,31 +221,46 @@ def _fields(value: Any, names: Any, depth: int) -> dict[str, Any]:
     return out
 
 
+def _own(base: type, attribute: str, value: Any) -> Any:
+    """``value.attribute`` read through ``base``'s own descriptor: a subclass cannot override it."""
+    return vars(base)[attribute].__get__(value, base)
+
+
 # The value a builtin subclass holds, read through the builtin's own methods so
 # that an override (__str__, __iter__, items, ...) cannot show two values as one.
 _BUILTIN_VALUE: tuple[tuple[type, Any], ...] = (
     (str, str.__str__),
     (int, int.__index__),
     (float, float.__float__),
+    (complex, lambda value: complex(_own(complex, "real", value), _own(complex, "imag", value))),
     (list, lambda value: list(list.__iter__(value))),
     (tuple, lambda value: tuple(tuple.__iter__(value))),
     (dict, lambda value: dict(dict.items(value))),
     (set, lambda value: set(set.__iter__(value))),
     (frozenset, lambda value: frozenset(frozenset.__iter__(value))),
     (bytes, lambda value: bytes.__getitem__(value, slice(None))),
+    (bytearray, lambda value: bytearray(memoryview(value))),
+)
+
+# Types memo refuses although they hold data, and what to pass instead.
+_REFUSED: tuple[tuple[type, str], ...] = (
+    (
+        types.MappingProxyType,
+        "memo cannot read the mapping behind a mappingproxy without trusting its methods; "
+        "use dict(proxy) or the mapping itself instead",
+    ),
+    (
+        memoryview,
+        "a memoryview is a window on a buffer whose format and owner a key cannot hold; "
+        "use view.tobytes() instead",
+    ),
 )
 
 
 def _canonical_object(value: Any, cls: type, depth: int) -> Any:  # noqa: PLR0912
     name = qualified_name(cls)
-    memo_key = getattr(cls, "__memo_key__", None)
-    if memo_key is not None:
-        try:
-            custom = value.__memo_key__()
-        except Exception as exc:
-            reason = f"{cls.__qualname__}.__memo_key__() raised {type(exc).__name__}: {exc}"
-            raise UnkeyableError(value, reason) from exc
-        return ["\x00custom", [name, canonical(custom, depth)]]
+    if getattr(cls, "__memo_key__", None) is not None:
+        return ["\x00custom", [name, _memo_key(value, cls, depth)]]
     if isinstance(value, enum.Enum):
         return ["\x00enum", [name, canonical(value.value, depth)]]
     if isinstance(value, pydantic.BaseModel):
@@ -243,29 +270,251 @@ def _canonical_object(value: Any, cls: type, depth: int) -> Any:  # noqa: PLR091
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         names = [field.name for field in dataclasses.fields(value)]
         return ["\x00dataclass", [name, _fields(value, names, depth)]]
-    # datetime is a subclass of date: test it first.
+    # datetime is a subclass of date: test it first. Naive values keep the
+    # form they always had: Python ignores their fold, whose meaning would
+    # come from the machine's local zone.
     if isinstance(value, datetime.datetime):
-        return ["\x00datetime", [name, value.isoformat()]]
+        if value.tzinfo is None:
+            return ["\x00datetime", [name, value.isoformat()]]
+        return _aware("\x00datetime", value, value.tzinfo, name, depth)
     if isinstance(value, datetime.date):
         return ["\x00date", [name, value.isoformat()]]
     if isinstance(value, datetime.time):
-        return ["\x00time", [name, value.isoformat()]]
+        if value.tzinfo is None:
+            return ["\x00time", [name, value.isoformat()]]
+        return _aware("\x00time", value, value.tzinfo, name, depth)
     if isinstance(value, datetime.timedelta):
-        return ["\x00timedelta", [value.days, value.seconds, value.microseconds]]
+        delta = ["\x00timedelta", [value.days, value.seconds, value.microseconds]]
+        return delta if cls is datetime.timedelta else ["\x00subclass", [name, delta]]
     if isinstance(value, uuid.UUID):
-        return ["\x00uuid", str(value)]
+        text = ["\x00uuid", uuid.UUID.__str__(value)]
+        return text if cls is uuid.UUID else ["\x00subclass", [name, text]]
     if isinstance(value, decimal.Decimal):
-        return ["\x00decimal", str(value)]
+        # str keeps what == drops: Decimal("1.0") and Decimal("1.00") print,
+        # quantize and round differently, so they are two keys.
+        text = ["\x00decimal", decimal.Decimal.__str__(value)]
+        return text if cls is decimal.Decimal else ["\x00subclass", [name, text]]
     if isinstance(value, pathlib.PurePath):
+        if getattr(pathlib, cls.__qualname__, None) is cls:
+            # Python 3.13 moved pathlib's classes to pathlib._local: name them
+            # as pathlib exports them, so a path has one key on every Python.
+            name = f"pathlib.{cls.__qualname__}"
         return ["\x00path", [name, str(value)]]
     if isinstance(value, tuple) and hasattr(cls, "_fields"):
         return ["\x00namedtuple", [name, _canonical_items(value, depth)]]
-    # Subclasses of the builtins (OrderedDict, a str subclass, ...): the value
-    # as its base type, tagged with the class so two classes never meet.
+    form = _canonical_library_value(value, cls, name, depth)
+    if form is not None:
+        return form
+    # Subclasses of the builtins (a str subclass, a Counter, ...): the value as
+    # its base type, tagged with the class so two classes never meet.
     for base, plain_of in _BUILTIN_VALUE:
         if isinstance(value, base):
-            return ["\x00subclass", [name, canonical(plain_of(value), depth)]]
+            return _with_state(
+                ["\x00subclass", [name, canonical(plain_of(value), depth)]], value, depth
+            )
+    for refused, reason in _REFUSED:
+        if isinstance(value, refused):
+            raise UnkeyableError(value, reason)
     raise UnkeyableError(value)
+
+
+def _memo_key(value: Any, cls: type, depth: int) -> Any:
+    try:
+        custom = value.__memo_key__()
+    except Exception as exc:
+        reason = f"{cls.__qualname__}.__memo_key__() raised {type(exc).__name__}: {exc}"
+        raise UnkeyableError(value, reason) from exc
+    return canonical(custom, depth)
+
+
+def _canonical_library_value(value: Any, cls: type, name: str, depth: int) -> Any:
+    """The canonical form of a standard-library value whose meaning is more than its items.
+
+    Each keeps what tells two of them apart: an OrderedDict its order, a
+    defaultdict its default_factory, a deque its maxlen, an array its
+    typecode, a ChainMap its maps. None when ``value`` is none of these.
+    """
+    if cls is complex:
+        return ["\x00complex", [canonical(value.real, depth), canonical(value.imag, depth)]]
+    if cls is range:  # range cannot be subclassed
+        return [
+            "\x00range",
+            [canonical(part, depth) for part in (value.start, value.stop, value.step)],
+        ]
+    if isinstance(value, collections.OrderedDict):
+        # OrderedDict.items, not dict.items: move_to_end() reorders only the
+        # former. Python compares two OrderedDicts with their order.
+        pairs = _canonical_pairs(collections.OrderedDict.items(value), depth)
+        return _with_state(["\x00ordereddict", [name, pairs]], value, depth)
+    if isinstance(value, collections.defaultdict):
+        factory = _own(collections.defaultdict, "default_factory", value)
+        try:
+            factory_form = _factory(factory, depth)
+        except UnkeyableError as exc:
+            exc.path.append(".default_factory")
+            raise
+        items = canonical(dict(dict.items(value)), depth)
+        return _with_state(["\x00defaultdict", [name, factory_form, items]], value, depth)
+    if isinstance(value, collections.deque):
+        maxlen = _own(collections.deque, "maxlen", value)
+        items = _canonical_items(collections.deque.__iter__(value), depth)
+        return _with_state(["\x00deque", [name, maxlen, items]], value, depth)
+    if isinstance(value, array.array):
+        typecode = _own(array.array, "typecode", value)
+        items = _canonical_items(array.array.tolist(value), depth)
+        return _with_state(["\x00array", [name, typecode, items]], value, depth)
+    if isinstance(value, collections.ChainMap):
+        maps = _canonical_items(value.maps, depth)
+        return _with_state(["\x00chainmap", [name, maps]], value, depth, skip="maps")
+    if isinstance(value, (collections.UserDict, collections.UserList, collections.UserString)):
+        data = canonical(value.data, depth)
+        return _with_state(["\x00userdata", [name, data]], value, depth, skip="data")
+    fractions = sys.modules.get("fractions")  # no Fraction exists unless it is imported
+    if fractions is not None and isinstance(value, fractions.Fraction):
+        numerator = _own(fractions.Fraction, "numerator", value)
+        denominator = _own(fractions.Fraction, "denominator", value)
+        return ["\x00fraction", [name, canonical(numerator, depth), canonical(denominator, depth)]]
+    return None
+
+
+def _canonical_pairs(pairs: Any, depth: int) -> list[Any]:
+    out = []
+    for key, item in pairs:
+        try:
+            out.append([canonical(key, depth), canonical(item, depth)])
+        except UnkeyableError as exc:
+            exc.path.append(f"[{key!r}]")
+            raise
+    return out
+
+
+def _factory(factory: Any, depth: int) -> Any:
+    """What identifies a defaultdict's default_factory in every process."""
+    if factory is None:
+        return None
+    if getattr(type(factory), "__memo_key__", None) is not None:
+        return canonical(factory, depth)
+    name = importable_name(factory)
+    if name is None:
+        label = getattr(factory, "__qualname__", None) or type(factory).__qualname__
+        reason = (
+            f"default_factory {label} has no name that leads back to it in another process "
+            "(a lambda, a nested function, a bound method or a partial); "
+            "use a module-level function or class"
+        )
+        raise UnkeyableError(factory, reason)
+    return ["\x00callable", name]
+
+
+def _with_state(form: list[Any], value: Any, depth: int, skip: str | None = None) -> list[Any]:
+    """``form`` with the instance attributes of a subclass appended, if it has any.
+
+    A subclass may keep more than its items (``self.mode = ...``); two
+    instances with the same items and another mode behave differently. The
+    attributes (``__dict__`` and ``__slots__``) become a last item, a dict
+    sorted by name, so a value without any keeps the form it always had.
+    """
+    state = _instance_state(value, skip)
+    if state:
+        attributes = {}
+        for attribute, item in state.items():
+            if type(attribute) is not str:
+                reason = f"an instance attribute is named by a {type(attribute).__qualname__}"
+                raise UnkeyableError(value, reason)
+            try:
+                attributes[attribute] = canonical(item, depth)
+            except UnkeyableError as exc:
+                exc.path.append(f".{attribute}")
+                raise
+        form[1].append(attributes)
+    return form
+
+
+def _instance_state(value: Any, skip: str | None) -> dict[Any, Any]:
+    attributes = getattr(value, "__dict__", None)
+    state = dict(attributes) if type(attributes) is dict else {}
+    for owner in type(value).__mro__:
+        slots = owner.__dict__.get("__slots__", ())
+        for slot in (slots,) if isinstance(slots, str) else slots:
+            attribute = slot
+            if slot.startswith("__") and not slot.endswith("__"):
+                attribute = f"_{owner.__name__.lstrip('_')}{slot}"  # name mangling
+            descriptor = owner.__dict__.get(attribute)
+            if isinstance(descriptor, types.MemberDescriptorType):
+                try:
+                    state[attribute] = descriptor.__get__(value, owner)
+                except AttributeError:  # a slot never set
+                    continue
+    if skip is not None:
+        state.pop(skip, None)
+    return state
+
+
+def _aware(
+    tag: str,
+    value: datetime.datetime | datetime.time,
+    tzinfo: datetime.tzinfo,
+    name: str,
+    depth: int,
+) -> Any:
+    """The form of an aware datetime or time: its ISO text and its zone's identity.
+
+    One offset is shared by many zones (Europe/Paris, Africa/Lagos and
+    ``timezone(timedelta(hours=1))`` in January), which differ in DST, names
+    and the future, so the ISO text alone would let them meet.
+    """
+    text = value.isoformat()
+    try:
+        zone = _zone(tzinfo, depth)
+    except UnkeyableError as exc:
+        exc.path.append(".tzinfo")
+        raise
+    form = [name, text, zone]
+    if value.fold and _fold_matters(value):
+        form.append(1)
+    return [tag, form]
+
+
+def _fold_matters(value: datetime.datetime | datetime.time) -> bool:
+    # fold=1 picks the second of two equal wall times (a DST fall-back). For a
+    # datetime it matters when the other fold gives another offset, DST or
+    # name. A time's fold matters once it is combined with a date, which the
+    # key cannot see, unless its zone is a fixed offset.
+    if not isinstance(value, datetime.datetime):
+        return type(value.tzinfo) is not datetime.timezone
+    other = value.replace(fold=0)
+    return (value.utcoffset(), value.dst(), value.tzname()) != (
+        other.utcoffset(),
+        other.dst(),
+        other.tzname(),
+    )
+
+
+def _zone(tzinfo: datetime.tzinfo, depth: int) -> Any:
+    """What identifies a zone in every process: a ZoneInfo's key, a timezone's offset and name."""
+    cls = type(tzinfo)
+    if type(tzinfo) is datetime.timezone:  # timezone cannot be subclassed
+        offset = tzinfo.utcoffset(None)
+        return [
+            "\x00timezone",
+            [offset.days, offset.seconds, offset.microseconds, tzinfo.tzname(None)],
+        ]
+    if getattr(cls, "__memo_key__", None) is not None:
+        return ["\x00tzinfo", [qualified_name(cls), _memo_key(tzinfo, cls, depth)]]
+    zoneinfo = sys.modules.get("zoneinfo")  # no ZoneInfo exists unless it is imported
+    if zoneinfo is not None and isinstance(tzinfo, zoneinfo.ZoneInfo):
+        key = tzinfo.key
+        if type(key) is not str:
+            reason = "a ZoneInfo made by from_file() without a key has no name; pass key="
+            raise UnkeyableError(tzinfo, reason)
+        if cls is zoneinfo.ZoneInfo:
+            return ["\x00zoneinfo", key]
+        return ["\x00tzinfo", [qualified_name(cls), key]]
+    reason = (
+        f"memo cannot tell which zone a {cls.__qualname__} stands for; "
+        "use zoneinfo.ZoneInfo or datetime.timezone"
+    )
+    raise UnkeyableError(tzinfo, reason)
 
 
 def canonical_json(value: Any) -> bytes:
