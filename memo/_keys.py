@@ -214,7 +214,12 @@ def _fields(value: Any, names: Any, depth: int) -> dict[str, Any]:
     out = {}
     for name in names:
         try:
-            out[name] = canonical(getattr(value, name), depth)
+            field = getattr(value, name)
+        except AttributeError:
+            reason = f"field {name!r} is not set (built with model_construct() without it?)"
+            raise UnkeyableError(value, reason) from None
+        try:
+            out[name] = canonical(field, depth)
         except UnkeyableError as exc:
             exc.path.append(f".{name}")
             raise
@@ -258,6 +263,8 @@ _REFUSED: tuple[tuple[type, str], ...] = (
 
 
 def _canonical_object(value: Any, cls: type, depth: int) -> Any:  # noqa: PLR0912
+    if isinstance(value, type):
+        return _class(value)
     name = qualified_name(cls)
     if getattr(cls, "__memo_key__", None) is not None:
         return ["\x00custom", [name, _memo_key(value, cls, depth)]]
@@ -386,6 +393,18 @@ def _canonical_pairs(pairs: Any, depth: int) -> list[Any]:
             exc.path.append(f"[{key!r}]")
             raise
     return out
+
+
+def _class(value: type) -> Any:
+    """A class (the ``cls`` of a classmethod) by the name that leads back to it."""
+    name = importable_name(value)
+    if name is None:
+        reason = (
+            f"class {value.__qualname__} has no name that leads back to it in another "
+            "process (defined inside a function?); define it at module level"
+        )
+        raise UnkeyableError(value, reason)
+    return ["\x00class", name]
 
 
 def _factory(factory: Any, depth: int) -> Any:
@@ -612,9 +631,13 @@ def _argument_error(owner: str, name: str, exc: UnkeyableError) -> TypeError:
         reason = f"{where!r} is a {kind}, which memo cannot turn into a key"
     else:
         reason = f"{where!r} ({kind}): {exc.reason}"
-    msg = (
-        f"cannot build a cache key for {owner}(): parameter {reason}; "
-        f"pass ignore=({name!r},) to leave it out of the key, "
-        f"or give the type a __memo_key__() method that returns a keyable value"
-    )
+    if isinstance(exc.value, type):
+        # Leaving a class out would make every class share one entry.
+        fix = "memo keys a class by its module and qualified name"
+    else:
+        fix = (
+            f"pass ignore=({name!r},) to leave it out of the key, "
+            f"or give the type a __memo_key__() method that returns a keyable value"
+        )
+    msg = f"cannot build a cache key for {owner}(): parameter {reason}; {fix}"
     return TypeError(msg)

@@ -6,6 +6,7 @@ import json
 import typing
 import warnings
 
+import pydantic
 import pytest
 
 from memo import JsonSerializer, MemoryStore, MemoWarning, async_disk_cache
@@ -74,3 +75,48 @@ async def test_the_warning_on_the_default_folder_points_at_the_users_call() -> N
         await second()
     [warning] = [w for w in caught if issubclass(w.category, MemoWarning)]
     assert warning.filename == __file__
+
+
+class Base:
+    @classmethod
+    @async_disk_cache(store=MemoryStore())
+    async def name(cls) -> str:
+        return cls.__name__
+
+
+class Child(Base):
+    pass
+
+
+async def test_a_classmethod_keys_its_class() -> None:
+    """Cls is keyed by the class's name: Child.name() never returns Base's result."""
+    assert await Base.name() == "Base"
+    assert await Child.name() == "Child"
+    assert await Child.name() == "Child"
+
+
+async def test_a_class_defined_in_a_function_is_refused_without_suggesting_ignore() -> None:
+    """A local class cannot be named in another process; the fix is not ignore=('cls',)."""
+
+    class Local(Base):
+        pass
+
+    with pytest.raises(TypeError, match="define it at module level") as caught:
+        await Local.name()
+    assert "ignore=" not in str(caught.value)
+
+
+class Point(pydantic.BaseModel):
+    x: int
+    y: int
+
+
+def test_a_model_built_without_a_field_is_a_type_error() -> None:
+    """model_construct() without a field: the documented TypeError naming it, not AttributeError."""
+
+    @async_disk_cache(store=MemoryStore())
+    async def where(point: Point) -> int:
+        return point.x
+
+    with pytest.raises(TypeError, match=r"'point'.*field 'y' is not set"):
+        where.cache_key(Point.model_construct(x=1))
