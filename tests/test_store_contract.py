@@ -37,9 +37,11 @@ EXPIRY_DEADLINE = 10.0  # seconds a short-lived entry may take to disappear
 SHORT_TTL = 0.2
 
 
-def key(namespace: str, name: str = "x", version: str | None = None) -> str:
+def key(
+    namespace: str, name: str = "x", version: str | None = None, fingerprint: str | None = None
+) -> str:
     """A store key as memo builds it (any text stands in for the digest)."""
-    return store_key(namespace, version, name)
+    return store_key(namespace, version, name, fingerprint=fingerprint)
 
 
 async def wait_until_gone(store: Store, k: str) -> float:
@@ -186,8 +188,13 @@ class StoreContract:
         ids=["a-vs-a:b", "a:b-vs-a", "star", "brackets", "question-mark", "unicode"],
     )
     async def test_clear_one_namespace(self, store: Store, target: str, others: list[str]) -> None:
-        """Clear drops every version of a namespace, nothing of one sharing its text."""
-        doomed = [key(target, "1"), key(target, "2"), key(target, "1", version="2")]
+        """Clear drops every version and code fingerprint of a namespace, nothing of another."""
+        doomed = [
+            key(target, "1"),
+            key(target, "2"),
+            key(target, "1", version="2"),
+            key(target, "1", fingerprint="0123456789abcdef"),
+        ]
         for k in doomed:
             await store.set(k, b"doomed")
         for ns in others:

@@ -18,9 +18,9 @@ class Store(Protocol):
 
     Every key memo hands to a store begins with its namespace, escaped so that
     ``memo.stores.namespace_of(key)`` reads it back. ``clear(namespace)`` drops
-    every key of that namespace (whatever its version) and no key of another
-    namespace, including one whose name merely starts with the same text: match
-    on ``memo.stores.namespace_prefix(namespace)``.
+    every key of that namespace (whatever its version or code fingerprint) and
+    no key of another namespace, including one whose name merely starts with
+    the same text: match on ``memo.stores.namespace_prefix(namespace)``.
 
     A store may also offer ``get_nowait(key) -> bytes | None``: a read that
     never waits on I/O it does not control (a lock, the network), raising
@@ -77,15 +77,25 @@ def namespace_prefix(namespace: str) -> str:
     return _escape(namespace) + ":"
 
 
-def store_key(namespace: str, version: str | None, digest: str) -> str:
-    """Join namespace, version and digest into the key handed to a store.
+def store_key(
+    namespace: str, version: str | None, digest: str, *, fingerprint: str | None = None
+) -> str:
+    """Join namespace, version (or code fingerprint) and digest into the key handed to a store.
 
-    The three parts are separated by ``:``, which neither escaped part can
-    contain; an unset version is empty and a set one starts with ``v``, so no
-    two different triples can meet.
+    The key is ``namespace:slot:digest``. The middle slot is empty, ``v`` and
+    the version, ``c`` and the fingerprint of the function's code (when no
+    version is given, the fingerprint takes its place), or both joined by
+    ``+``. Escaped parts contain neither ``:`` nor ``+``, so no two different
+    (namespace, version, fingerprint, digest) combinations can meet, and
+    ``namespace_prefix`` still covers every version and fingerprint of a
+    namespace.
     """
-    tail = "" if version is None else "v" + _escape(version)
-    return f"{namespace_prefix(namespace)}{tail}:{digest}"
+    parts = []
+    if version is not None:
+        parts.append("v" + _escape(version))
+    if fingerprint is not None:
+        parts.append("c" + _escape(fingerprint))
+    return f"{namespace_prefix(namespace)}{'+'.join(parts)}:{digest}"
 
 
 def namespace_of(key: str) -> str:
