@@ -23,8 +23,8 @@ from memo._binding import Binding
 from memo._context import Mode, current_mode
 from memo._entries import NOT_NOW, CacheInfo, Entries, Found, StoreSlot
 from memo._flight import Flight, Flights
+from memo._identity import code_fingerprint, function_identity
 from memo._keys import digest_arguments
-from memo._names import qualified_name
 from memo._options import Options
 from memo._serializers import serializer_for
 from memo.stores.base import store_key
@@ -74,18 +74,37 @@ class CachedFunction(Generic[P, R]):
     """
 
     def __init__(
-        self, fn: Callable[P, Awaitable[R]], options: Options, ignore: Iterable[str]
+        self,
+        fn: Callable[P, Awaitable[R]],
+        options: Options,
+        ignore: Iterable[str],
+        *,
+        track_code: bool = True,
     ) -> None:
         if not (inspect.iscoroutinefunction(fn) or isinstance(fn, CachedFunction)):
             msg = f"async_disk_cache needs an async def function, got {fn!r}"
             raise TypeError(msg)
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
         self._fn = fn
-        self._owner = owner = qualified_name(fn)
+        target: Callable[..., Any] = fn
+        while isinstance(target, CachedFunction):  # caching a cached function
+            target = target._fn
+        # Without namespace=, what the function captured is part of its
+        # namespace, so one that cannot be keyed fails here, at decoration.
+        identity = function_identity(target, keyed=options.namespace is None)
+        self._owner = owner = identity.name
         self._binding = Binding(inspect.signature(fn), ignore, owner)
-        self.namespace: str = options.namespace or owner
-        self._prefix = store_key(self.namespace, options.version, "")
-        slot = StoreSlot(self.namespace, owner, store=options.store, directory=options.directory)
+        self.namespace: str = options.namespace or identity.namespace
+        # Without version=, an edit of the code retires its entries. memo's own
+        # integrations (memo.openai) pass track_code=False: their keys must not
+        # change when memo's code does.
+        fingerprint = None
+        if track_code and options.version is None:
+            fingerprint = code_fingerprint(target)
+        self._prefix = store_key(self.namespace, options.version, "", fingerprint=fingerprint)
+        slot = StoreSlot(
+            self.namespace, identity.owner, store=options.store, directory=options.directory
+        )
         self._entries: Entries[R] = Entries(
             slot,
             serializer=options.serializer or serializer_for(fn, final=False),
@@ -388,7 +407,10 @@ def async_disk_cache(
     logged on the ``memo`` logger and counted; the caller still gets the result.
 
     Args:
-        namespace: groups keys; default ``"module.qualname"`` of the function.
+        namespace: groups keys; default ``"module.qualname"`` of the function,
+            ``__main__`` replaced by the script or notebook, followed by
+            ``[digest]`` of the values it captured (closures, partials, bound
+            methods). With a namespace, captured values are not keyed.
         serializer: turns results into bytes and back; default inferred from
             the return annotation (pydantic for models, dataclasses, tuples, sets
             and datetimes; JSON otherwise).
@@ -400,14 +422,18 @@ def async_disk_cache(
         ignore: parameter names left out of the key (``"client"``,
             ``"self"``); a name that is not a parameter is a key of
             ``**kwargs``.
-        version: part of the key: change it to retire every old entry.
+        version: part of the key: change it to retire every old entry. Without
+            it, a fingerprint of the function's code (not its comments,
+            docstring or formatting) takes its place, so an edit retires them.
         cache_if: ``result -> bool``; results it rejects are returned, not stored.
 
     Returns:
         The cached function, or a decorator that makes one.
 
     Raises:
-        TypeError: the function is not ``async def``, or an option is of the wrong type.
+        TypeError: the function is not ``async def``, an option is of the wrong
+            type, or (without ``namespace``) a value the function captured
+            cannot be keyed.
         ValueError: ``ttl`` is not positive.
     """
     options = Options.checked(

@@ -92,6 +92,8 @@ NOT_NOW: Literal[_NotNow.NOT_NOW] = _NotNow.NOT_NOW
 
 
 # The first function seen per (store, namespace), to warn when two share one.
+# An owner is the function's name and what it captured (memo._identity), so
+# two closures of one factory with different captured values are two owners.
 _namespace_owners: weakref.WeakKeyDictionary[Any, dict[str, str]] = weakref.WeakKeyDictionary()
 
 
@@ -104,7 +106,8 @@ def _claim_namespace(store: object, namespace: str, owner: str) -> None:
     if first != owner:
         warn(
             f"memo: {owner} and {first} both use namespace {namespace!r} in one store, "
-            f"so they share entries; give each its own namespace= unless that is the intent"
+            f"so they can share entries (with one version=, or the same code) and "
+            f"cache_clear() drops both; give each its own namespace= unless that is the intent"
         )
 
 
@@ -125,7 +128,8 @@ class StoreSlot:
 
     Args:
         namespace: the namespace whose entries live there.
-        owner: the name of the function, for the shared-namespace warning.
+        owner: the name of the function and what it captured, for the
+            shared-namespace warning (``memo._identity.Identity.owner``).
         store: the store to use, if one was given.
         directory: the folder of the default store (None: ``$MEMO_CACHE_DIR``
             or the user cache folder, read when the store is first needed).

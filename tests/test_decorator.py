@@ -498,11 +498,12 @@ def test_two_functions_sharing_a_namespace_warn() -> None:
 async def test_namespace_sharing_on_disk_warns_at_first_use() -> None:
     """On the default disk store the warning comes when both functions have used it."""
 
-    @async_disk_cache(namespace="shared-disk")
+    # One version: without it, each function's code would take its own keys.
+    @async_disk_cache(namespace="shared-disk", version=1)
     async def first(x: int) -> int:
         return x
 
-    @async_disk_cache(namespace="shared-disk")
+    @async_disk_cache(namespace="shared-disk", version=1)
     async def second(x: int) -> int:
         return -x
 

@@ -31,7 +31,7 @@ WORKER = (
         # Derived from the argument, and sometimes big enough to live in a file.
         return {"i": i, "square": i * i, "pad": str(i) * (20_000 if i % 5 == 0 else 10)}
 
-    @async_disk_cache(namespace="hammer", directory=sys.argv[1])
+    @async_disk_cache(namespace="hammer", directory=sys.argv[1], version=1)
     async def square(i: int) -> dict:
         global runs
         runs += 1
@@ -102,7 +102,8 @@ async def test_four_processes_hammer_one_folder(tmp_path: Path) -> None:
     store = DiskStore(folder)
     runs = 0
 
-    @async_disk_cache(namespace="hammer", store=store)
+    # version=: the workers' copy of the function is other code (and has no source).
+    @async_disk_cache(namespace="hammer", store=store, version=1)
     async def square(i: int) -> dict[str, object]:
         nonlocal runs
         runs += 1

@@ -30,7 +30,9 @@ class Prices:
         self.gate = asyncio.Event()
         self.gate.set()
         store = MemoryStore() if store is None else store
-        self.price = async_disk_cache(store=store, **options)(self._price)
+        # A bound method: the instance (not keyable) is part of a default
+        # namespace, so the source names its own.
+        self.price = async_disk_cache("prices", store=store, **options)(self._price)
 
     async def _price(self, item: str) -> dict[str, int]:
         self.runs += 1

@@ -17,6 +17,7 @@ model, and a base64 embedding is stored compactly and decoded on the way out.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import functools
 import json
@@ -33,9 +34,10 @@ from openai._types import NotGiven, Omit
 from openai.types.chat import ChatCompletion
 
 from memo._context import Mode, current_mode
-from memo._decorator import CachedFunction, async_disk_cache, entries_of
+from memo._decorator import CachedFunction, entries_of
 from memo._entries import CacheInfo
 from memo._envelope import Codec
+from memo._options import Options
 from memo._report import report_failure
 from memo.openai._serializers import ChunksSerializer, OpenAISerializer, RecordedChunks
 from memo.openai._streams import Recording, ReplayStream
@@ -173,25 +175,25 @@ class _OpenAICache:
             raise ValueError(msg)
         self.namespace = namespace
         self.key_headers = names
-        self._options: dict[str, Any] = {
-            "namespace": namespace,
-            "directory": directory,
-            "store": store,
-            "ttl": ttl,
-            "version": version,
-            "cache_if": _keep,
-        }
+        self._options = Options.checked(
+            namespace=namespace,
+            serializer=None,
+            directory=directory,
+            store=store,
+            ttl=ttl,
+            version=version,
+            cache_if=_keep,
+        )
         # One cached function per response type, since each has its serializer.
-        # Building one checks the options, so a bad option fails here, not on first use.
         self.functions: dict[Any, CachedFunction[[_Request], Any]] = {}
         self._function(ChatCompletion)
 
     def _function(self, cast_to: Any) -> CachedFunction[[_Request], Any]:
         function = self.functions.get(cast_to)
         if function is None:
-            function = async_disk_cache(serializer=OpenAISerializer(cast_to), **self._options)(
-                _send
-            )
+            options = dataclasses.replace(self._options, serializer=OpenAISerializer(cast_to))
+            # The key is the request: memo's own code (_send) is not part of it.
+            function = CachedFunction(_send, options, (), track_code=False)
             self.functions[cast_to] = function
         return function
 
