@@ -252,11 +252,7 @@ class _Describer:
             # Hashed here, so the description stays shallow whatever the value.
             data = canonical_json(value)
         except UnkeyableError as exc:
-            # canonical_json re-raises a failure deep inside as one of the
-            # whole value (orjson's JSONEncodeError is a TypeError): the first
-            # error knows where the failure is.
-            cause = exc.__cause__
-            return self._unkeyable(value, cause if isinstance(cause, UnkeyableError) else exc)
+            return self._unkeyable(value, exc)
         return ["value", hashlib.sha256(data).hexdigest()]
 
     def _unkeyable(self, value: Any, error: UnkeyableError) -> list[Any]:

@@ -542,8 +542,11 @@ def canonical_json(value: Any) -> bytes:
     Raises:
         UnkeyableError: the value has no canonical form.
     """
+    # Outside the try: orjson.JSONEncodeError is TypeError itself on some
+    # releases, and would catch (and blur) canonical()'s own UnkeyableError.
+    canon = canonical(value)
     try:
-        return _sort_key(canonical(value))
+        return _sort_key(canon)
     except orjson.JSONEncodeError as exc:  # pragma: no cover - guarded by MAX_DEPTH
         raise UnkeyableError(value, f"cannot be encoded: {exc}") from exc
 
