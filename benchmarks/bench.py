@@ -40,7 +40,8 @@ from openai.types.chat import ChatCompletion
 
 import memo
 from memo import async_disk_cache
-from memo._serializers import envelope_header, serializer_id
+from memo._envelope import seal_envelope
+from memo._serializers import serializer_id
 
 ROUNDS = 7
 
@@ -230,10 +231,11 @@ async def bench_hits(folder: Path, report: Report, n: int) -> float:
         raise AssertionError("every request is stored before the run")
 
     # Fill memo's store directly, with the envelope memo writes.
-    header = envelope_header(serializer_id(memo.PydanticSerializer(ChatCompletion)))
+    sid = serializer_id(memo.PydanticSerializer(ChatCompletion))
     for i, request in enumerate(requests):
-        data = header + chat_completion(i).model_dump_json().encode()
-        await ask.store.set(ask.cache_key(**request), data)
+        key = ask.cache_key(**request)
+        data = seal_envelope(sid, chat_completion(i).model_dump_json().encode(), key)
+        await ask.store.set(key, data)
 
     async def chat_memo(request: dict[str, Any]) -> ChatCompletion:
         return await ask(**request)
@@ -369,10 +371,10 @@ async def bench_size(folder: Path, report: Report, big: int, n: int) -> None:
             return {"x": x}
 
         cache = diskcache.Cache(str(directory))
-        header = envelope_header(b"json")
         with cache.transact():
             for x in range(count):
-                cache.set(small.cache_key(x), header + orjson.dumps({"x": x}), tag="size")
+                key = small.cache_key(x)
+                cache.set(key, seal_envelope(b"json", orjson.dumps({"x": x}), key), tag="size")
         cache.close()
         return small
 
