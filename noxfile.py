@@ -10,7 +10,7 @@ import nox
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["lint", "typecheck", "tests", "docs"]
+nox.options.sessions = ["lint", "typecheck", "tests", "frameworks", "docs"]
 
 
 # Every supported Python: some defects (asyncio, inspect, redis-py's timeouts)
@@ -40,7 +40,19 @@ _find_pyenv_pythons()
 def tests(session: nox.Session) -> None:
     """Run the test suite (real diskcache folders, redis-server and an OpenAI-compatible server)."""
     session.install("-e", ".[test]")
-    session.run("pytest", *session.posargs)
+    # tests/frameworks needs the libraries the `frameworks` session installs.
+    session.run("pytest", "--ignore=tests/frameworks", *session.posargs)
+
+
+@nox.session
+def frameworks(session: nox.Session) -> None:
+    """Run memo under LangChain, LiteLLM, the Agents SDK and instructor (the `frameworks` extra).
+
+    One Python (the one running nox): the pins install on 3.10 to 3.13, and
+    one run shows whether each library's calls are cached.
+    """
+    session.install("-e", ".[test,frameworks]")
+    session.run("pytest", "tests/frameworks", *session.posargs)
 
 
 @nox.session

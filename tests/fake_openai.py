@@ -23,6 +23,12 @@ ask for the awkward cases over real HTTP:
   first choice's finish reason (before the other choices, the usage chunk and
   ``[DONE]``).
 
+A request that offers function tools is answered with a call of the first
+tool (chat: ``tool_calls``, streamed as tool-call deltas; Responses: a
+``function_call`` item), until the conversation ends with that call's result
+(a ``tool`` message, a ``function_call_output`` item) and ``tool_choice`` does
+not force a call: then with text, as a model does in an agent's tool loop.
+
 A Responses request with ``background=True`` is answered ``status="queued"``.
 ``GET /v1/models`` lists one model.
 """
@@ -188,6 +194,25 @@ def _json_schema(body: dict[str, Any]) -> Any:
     return None
 
 
+def _calls_tool(body: dict[str, Any]) -> bool:
+    """Whether offered tools are called: unless the last turn is a tool's result, not forced."""
+    choice = body.get("tool_choice")
+    if choice == "required" or isinstance(choice, dict):
+        return True
+    turns = body.get("messages") or body.get("input")
+    if not isinstance(turns, list) or not turns or not isinstance(turns[-1], dict):
+        return True
+    return turns[-1].get("role") != "tool" and turns[-1].get("type") != "function_call_output"
+
+
+def _function_tool(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The first function tool a Responses request offers, if it offers one."""
+    for tool in body.get("tools") or ():
+        if isinstance(tool, dict) and tool.get("type") == "function":
+            return tool
+    return None
+
+
 def _usage(n: int) -> dict[str, Any]:
     return {"prompt_tokens": 10 + n, "completion_tokens": 5, "total_tokens": 15 + n}
 
@@ -204,7 +229,7 @@ def chat_completion(n: int, body: dict[str, Any]) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
         finish = "stop"
         tools = body.get("tools")
-        if tools:
+        if tools and _calls_tool(body):
             function = tools[0]["function"]
             message["content"] = None
             message["tool_calls"] = [
@@ -244,7 +269,8 @@ def chat_completion(n: int, body: dict[str, Any]) -> dict[str, Any]:
 
 def chat_chunks(n: int, body: dict[str, Any]) -> list[dict[str, Any]]:
     """Answer a streamed chat completion request, as the chunks to send (choice by choice)."""
-    words = chat_completion(n, body)["choices"][0]["message"]["content"] or ""
+    answers = chat_completion(n, body)["choices"]
+    words = answers[0]["message"]["content"] or ""
     base = {
         "id": f"chatcmpl-{n}",
         "object": "chat.completion.chunk",
@@ -256,6 +282,7 @@ def chat_chunks(n: int, body: dict[str, Any]) -> list[dict[str, Any]]:
     deltas += [{"content": piece + " "} for piece in words.split(" ")]
     chunks = []
     for index in range(body.get("n") or 1):
+        calls = answers[index]["message"].get("tool_calls")
         chunks += [
             {
                 **base,
@@ -263,19 +290,30 @@ def chat_chunks(n: int, body: dict[str, Any]) -> list[dict[str, Any]]:
                     {"index": index, "delta": delta, "logprobs": None, "finish_reason": None}
                 ],
             }
-            for delta in deltas
+            for delta in (_tool_call_deltas(calls) if calls else deltas)
         ]
+        finish = "tool_calls" if calls else "stop"
         chunks.append(
             {
                 **base,
                 "choices": [
-                    {"index": index, "delta": {}, "logprobs": None, "finish_reason": "stop"}
+                    {"index": index, "delta": {}, "logprobs": None, "finish_reason": finish}
                 ],
             }
         )
     if (body.get("stream_options") or {}).get("include_usage"):
         chunks.append({**base, "choices": [], "usage": _usage(n)})
     return chunks
+
+
+def _tool_call_deltas(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The deltas that stream tool calls: id and name first, then the arguments."""
+    deltas: list[dict[str, Any]] = [{"role": "assistant", "content": None}]
+    for position, call in enumerate(calls):
+        head = {**call, "index": position, "function": {**call["function"], "arguments": ""}}
+        tail = {"index": position, "function": {"arguments": call["function"]["arguments"]}}
+        deltas += [{"tool_calls": [head]}, {"tool_calls": [tail]}]
+    return deltas
 
 
 def streamed_chat_chunks(n: int, body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -321,21 +359,30 @@ def response(n: int, body: dict[str, Any], status: str = "completed") -> dict[st
     text = f"Echo #{n}: {prompt}"
     if schema is not None:
         text = json.dumps(example_for(schema))
+    item: dict[str, Any] = {
+        "type": "message",
+        "id": f"msg_{n}",
+        "status": "completed",
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": []}],
+    }
+    tool = _function_tool(body)
+    if tool is not None and _calls_tool(body):
+        item = {
+            "type": "function_call",
+            "id": f"fc_{n}",
+            "call_id": f"call_{n}",
+            "name": tool["name"],
+            "arguments": json.dumps(example_for(tool.get("parameters", {}))),
+            "status": "completed",
+        }
     return {
         "id": f"resp_{n}",
         "object": "response",
         "created_at": CREATED + n,
         "status": status,
         "model": body.get("model", "fake"),
-        "output": [
-            {
-                "type": "message",
-                "id": f"msg_{n}",
-                "status": "completed",
-                "role": "assistant",
-                "content": [{"type": "output_text", "text": text, "annotations": []}],
-            }
-        ],
+        "output": [item],
         "parallel_tool_calls": True,
         "tool_choice": "auto",
         "tools": [],
@@ -353,6 +400,8 @@ def response_events(n: int, body: dict[str, Any]) -> list[dict[str, Any]]:
     """Answer a streamed Responses API request, as the events to send (as the API orders them)."""
     done = response(n, body)
     item = done["output"][0]
+    if item["type"] == "function_call":
+        return _function_call_events(done)
     part = item["content"][0]
     text = part["text"]
     started = {**response(n, body, status="in_progress"), "output": []}
@@ -374,6 +423,26 @@ def response_events(n: int, body: dict[str, Any]) -> list[dict[str, Any]]:
     events += [
         {"type": "response.output_text.done", **where, "text": text, "logprobs": []},
         {"type": "response.content_part.done", **where, "part": part},
+        {"type": "response.output_item.done", "output_index": 0, "item": item},
+        {"type": "response.completed", "response": done},
+    ]
+    return [{**event, "sequence_number": i} for i, event in enumerate(events)]
+
+
+def _function_call_events(done: dict[str, Any]) -> list[dict[str, Any]]:
+    """Stream a Responses answer whose output is one function call, as the API does."""
+    item = done["output"][0]
+    started = {**done, "status": "in_progress", "output": []}
+    where = {"item_id": item["id"], "output_index": 0}
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": started},
+        {
+            "type": "response.output_item.added",
+            "output_index": 0,
+            "item": {**item, "status": "in_progress", "arguments": ""},
+        },
+        {"type": "response.function_call_arguments.delta", **where, "delta": item["arguments"]},
+        {"type": "response.function_call_arguments.done", **where, "arguments": item["arguments"]},
         {"type": "response.output_item.done", "output_index": 0, "item": item},
         {"type": "response.completed", "response": done},
     ]

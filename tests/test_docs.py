@@ -80,7 +80,15 @@ def page_id(page: Path) -> str:
     return page.relative_to(ROOT).as_posix()
 
 
-SAMPLED = [page for page in PAGES if page.exists() and FENCE.search(page.read_text("utf-8"))]
+# A page that says so runs in the `frameworks` nox session, which installs the
+# libraries its samples use (LangChain, LiteLLM, ...): see tests/frameworks/.
+NEEDS_FRAMEWORKS = "<!-- samples need the frameworks extra"
+FRAMEWORK_PAGES = [p for p in PAGES if p.exists() and NEEDS_FRAMEWORKS in p.read_text("utf-8")]
+SAMPLED = [
+    page
+    for page in PAGES
+    if page.exists() and FENCE.search(page.read_text("utf-8")) and page not in FRAMEWORK_PAGES
+]
 
 
 @pytest.mark.slow
