@@ -12,18 +12,41 @@ A cache must cost bounded time when Redis is down or hung, because memo then
 runs the function anyway: short socket timeouts, at most ``retries`` retries
 without back-off, and after a connection failure a ``cooldown`` during which
 the store fails at once instead of waiting on the same dead server again.
+
+Load is not an outage. Operations beyond ``max_connections`` queue in a
+blocking pool; redis-py fails a caller that waited the pool's timeout with a
+plain ``ConnectionError("No connection available.")`` raised from the wait's
+``asyncio.TimeoutError``, which a store that took every ``ConnectionError``
+for a dead server turned into a cooldown, failing the rest of the burst.
+Here a queued caller keeps waiting while Redis answers the commands ahead of
+it (the server is busy, not down), fails alone (``RedisBusyError``) when
+nothing was answered for the pool's timeout, and never starts a cooldown for
+that: only a failure of the server itself does.
+
+Every command runs in a task of its own, which the caller awaits through
+``asyncio.shield``, for two reasons. On Python 3.10 and 3.11 redis-py sends
+each command under ``asyncio.wait_for``, which swallows a cancellation that
+arrives while the send finishes (fixed in 3.12): a cancelled run went on to
+call its function after its last caller had left. Cancelling the caller's
+side of a shield always raises ``CancelledError`` there, whatever the command
+task does. And writes (``set``, ``release``) are not cancelled with their
+caller: a finished result is stored even when every caller has left, and a
+write that ``asyncio.run`` cancels on its way out is sent again before the
+loop's connections are closed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import re
 import secrets
 import threading
 import time
 import warnings
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -35,7 +58,7 @@ if TYPE_CHECKING:
 
     from redis.asyncio import Redis
 
-__all__ = ["RedisStore", "RedisUnavailableError"]
+__all__ = ["RedisBusyError", "RedisStore", "RedisUnavailableError"]
 
 T = TypeVar("T")
 
@@ -62,6 +85,105 @@ return 0
 
 class RedisUnavailableError(ConnectionError):
     """Redis failed to answer a moment ago; the store is not trying it again yet."""
+
+
+class RedisBusyError(ConnectionError):
+    """No connection of the store's pool came free in time: load, not an outage.
+
+    Only the operation that waited fails; the store does not cool down, and
+    the next operation waits for a connection afresh. Raise
+    ``max_connections`` if it happens under your usual load.
+    """
+
+
+def _waited_for_pool(exc: BaseException, redis: Any) -> bool:
+    """Whether ``exc`` says the pool had no free connection, rather than that Redis failed.
+
+    redis-py's ``BlockingConnectionPool`` (5.0.1 to 8.x at least) raises a plain
+    ``ConnectionError("No connection available.")`` *from* the
+    ``asyncio.TimeoutError`` of its wait; no failure of the server itself is a
+    ``ConnectionError`` caused by a timeout (a connect or read timeout is a
+    redis ``TimeoutError``). Its non-blocking pool raises ``MaxConnectionsError``,
+    or, in older releases (5.0.1 included), a plain ``ConnectionError("Too many
+    connections")``.
+    """
+    if not isinstance(exc, redis.exceptions.ConnectionError):
+        return False
+    if isinstance(exc, redis.exceptions.MaxConnectionsError):
+        return True
+    if isinstance(exc.__cause__, asyncio.TimeoutError):
+        return True
+    # redis-py 5's non-blocking pool: neither a class nor a cause to go by.
+    return bool(exc.args == ("Too many connections",))
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    # A command task whose caller left: mark its outcome seen, as the caller would have.
+    if not task.cancelled():
+        task.exception()
+
+
+# The pool whose get_connection the current task is in, on redis-py 5.0.1 (see below).
+_locked_in: ContextVar[object] = ContextVar("memo_redis_locked_in", default=None)
+
+
+@functools.cache
+def _patient_pool(redis: Any) -> Any:
+    """Return the class of a ``BlockingConnectionPool`` whose callers wait while Redis answers.
+
+    redis-py's pool fails a caller once it waited ``timeout`` seconds in all,
+    however busy the server merely is: behind a long queue on a healthy server
+    that is an outage in appearance only. Here a caller that waited
+    ``timeout`` seconds waits again if the store got an answer from Redis
+    meanwhile and is not cooling down. If Redis is down or hung, the commands
+    holding the connections time out and start the cooldown, and a caller
+    that gets a connection then fails at once instead of connecting: waiting
+    stays bounded.
+    """
+    connection_error = redis.exceptions.ConnectionError
+    # redis-py 5.0.1 checks (and may open) a connection while holding the pool's
+    # condition, and gives it back through release(), which takes the condition
+    # again: a connect that fails, or that the pool's timeout interrupts, then
+    # deadlocks the pool for good (redis/redis-py#3056, fixed in 5.0.2).
+    checks_under_lock = not hasattr(redis.asyncio.ConnectionPool, "get_available_connection")
+
+    class PatientPool(redis.asyncio.BlockingConnectionPool):  # type: ignore[misc]
+        """A blocking pool whose callers wait as long as Redis keeps answering."""
+
+        store: RedisStore
+
+        async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+            while True:
+                began = time.monotonic()
+                token = _locked_in.set(self) if checks_under_lock else None
+                try:
+                    return await super().get_connection(*args, **kwargs)
+                except connection_error as exc:
+                    if not _waited_for_pool(exc, redis):
+                        raise
+                    if not self.store._answering():
+                        raise self.store._unavailable() from exc
+                    if self.store._answered_at < began:
+                        raise
+                    # Redis answered while we waited: busy, not down.
+                finally:
+                    if token is not None:
+                        _locked_in.reset(token)
+
+        async def ensure_connection(self, connection: Any) -> None:
+            # Redis failed while we waited for this connection: do not connect again.
+            if not self.store._answering():
+                raise self.store._unavailable()
+            await super().ensure_connection(connection)
+
+        async def release(self, connection: Any) -> None:
+            if _locked_in.get() is self:  # redis-py 5.0.1: we hold the condition already
+                await redis.asyncio.ConnectionPool.release(self, connection)
+                self._condition.notify()
+            else:
+                await super().release(connection)
+
+    return PatientPool
 
 
 def _glob_escape(text: str) -> str:
@@ -128,6 +250,11 @@ class RedisStore:
     logs and counts these failures and returns the function's result, so a
     Redis outage costs time, never results.
 
+    A cancelled call raises ``CancelledError`` at once, on every Python
+    version, except that ``set`` (and the release of a single-flight lock)
+    run to their end: a finished result is stored even when every caller
+    has left, and ``asyncio.run`` waits for it before closing the loop.
+
     Args:
         url: a ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL, such as
             ``"redis://cache.internal:6379/0"``. Query options in the URL
@@ -150,8 +277,10 @@ class RedisStore:
         scan_count: keys asked for per ``SCAN`` step, and dropped per
             ``UNLINK``, by ``clear``.
         max_connections: connections per event loop; further concurrent
-            operations wait for a free one (at most ``socket_connect_timeout
-            + socket_timeout`` seconds).
+            operations queue for a free one, as long as Redis keeps answering
+            the others. One that waited ``socket_connect_timeout +
+            socket_timeout`` seconds while nothing was answered fails alone
+            (``RedisBusyError``), without a cooldown: load is not an outage.
         lock_timeout: turns on single flight across processes (off by
             default). A ``get`` that misses takes a lock in Redis for this
             many seconds, and the ``set`` of the result releases it; other
@@ -229,7 +358,6 @@ class RedisStore:
             redis.exceptions.ConnectionError,
             redis.exceptions.TimeoutError,
         )
-        self._pool_full: type[BaseException] = redis.exceptions.MaxConnectionsError
         if not isinstance(prefix, str) or "|" in prefix:
             msg = f"prefix must be a str without '|' (memo's separator), got {prefix!r}"
             raise ValueError(msg)
@@ -251,6 +379,10 @@ class RedisStore:
         self._clients: dict[asyncio.AbstractEventLoop, _LoopClient] = {}
         self._lock = threading.Lock()
         self._down_until = 0.0
+        # When Redis last answered: a caller waiting for a connection meanwhile waits on.
+        self._answered_at = 0.0
+        # Commands under way, in every loop: the loop's client closes after them.
+        self._commands: set[asyncio.Task[Any]] = set()
 
     # -- clients --------------------------------------------------------------
 
@@ -268,12 +400,13 @@ class RedisStore:
         }
         # A blocking pool queues callers when every connection is busy instead
         # of failing them, so a burst of concurrent calls is not an outage.
-        pool = self._redis.asyncio.BlockingConnectionPool.from_url(
+        pool = _patient_pool(self._redis).from_url(
             self.url,
             max_connections=self.max_connections,
             timeout=self.socket_connect_timeout + self.socket_timeout,
             **options,
         )
+        pool.store = self
         client: Redis = self._redis.asyncio.Redis.from_pool(pool)
         return client
 
@@ -301,27 +434,84 @@ class RedisStore:
                 entry = self._clients.get(loop)
                 if entry is not None and entry.client is client:
                     del self._clients[loop]
-            # A dead server has nothing left to close.
-            with contextlib.suppress(Exception):
-                await client.aclose()
+            try:
+                # Commands under way end first, lest one open a connection after
+                # the close. asyncio.run cancels every task at its end, this one
+                # and the commands too: reads stop, writes send again.
+                while pending := self._commands_in(loop):
+                    await asyncio.wait(pending)
+            finally:
+                # A dead server has nothing left to close.
+                with contextlib.suppress(Exception):
+                    await client.aclose()
 
-    async def _call(self, operation: Callable[[Redis], Awaitable[T]]) -> T:
-        if self._down_until and time.monotonic() < self._down_until:
-            msg = (
-                f"Redis at {self._where()} failed less than {self.cooldown} s ago; "
-                f"memo tries it again after the cooldown"
-            )
-            raise RedisUnavailableError(msg)
+    def _commands_in(self, loop: asyncio.AbstractEventLoop) -> list[asyncio.Task[Any]]:
+        return [task for task in list(self._commands) if task.get_loop() is loop]
+
+    def _answering(self) -> bool:
+        """Whether the store would try Redis now: it is not cooling down after a failure."""
+        return not (self._down_until and time.monotonic() < self._down_until)
+
+    def _unavailable(self) -> RedisUnavailableError:
+        msg = (
+            f"Redis at {self._where()} failed less than {self.cooldown} s ago; "
+            f"memo tries it again after the cooldown"
+        )
+        return RedisUnavailableError(msg)
+
+    async def _call(self, operation: Callable[[Redis], Awaitable[T]], *, finish: bool = False) -> T:
+        """Run ``operation`` in a task of its own; ``finish``: even if the caller leaves.
+
+        The caller awaits the task through a shield, so its cancellation is
+        raised here at once (redis-py can swallow it on Python 3.10 and 3.11);
+        the task is then cancelled too, unless it is a write to finish.
+        """
+        if not self._answering():
+            raise self._unavailable()
         client = await self._client()
+        command = self._finish(client, operation) if finish else self._attempt(client, operation)
+        task = asyncio.get_running_loop().create_task(command)
+        task.add_done_callback(_retrieve)
+        self._commands.add(task)
+        task.add_done_callback(self._commands.discard)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not finish:
+                task.cancel()
+            raise
+
+    async def _attempt(self, client: Redis, operation: Callable[[Redis], Awaitable[T]]) -> T:
         try:
             result = await operation(client)
         except self._outages as exc:
-            # A full pool is load, not an outage.
-            if self.cooldown and not isinstance(exc, self._pool_full):
+            if _waited_for_pool(exc, self._redis):
+                msg = (
+                    f"no connection to Redis at {self._where()} came free in time "
+                    f"(max_connections={self.max_connections}); a busy pool is load, not "
+                    f"an outage, so the store does not cool down: raise max_connections "
+                    f"if this recurs"
+                )
+                raise RedisBusyError(msg) from exc
+            if self.cooldown:
                 self._down_until = time.monotonic() + self.cooldown
             raise
         self._down_until = 0.0
+        self._answered_at = time.monotonic()
         return result
+
+    async def _finish(self, client: Redis, operation: Callable[[Redis], Awaitable[T]]) -> T:
+        try:
+            return await self._attempt(client, operation)
+        except asyncio.CancelledError:
+            # Cancelled itself, not through its caller's shield: asyncio.run
+            # cancels every task left when it ends. redis-py dropped the
+            # connection, whether or not Redis got the command; writes are
+            # idempotent, so send it again, once.
+            uncancel = getattr(asyncio.current_task(), "uncancel", None)
+            if uncancel is not None:  # Python 3.11+: asyncio.timeout counts cancellations
+                uncancel()
+            return await self._attempt(client, operation)
 
     def _where(self) -> str:
         if self.url is not None:
@@ -358,17 +548,42 @@ class RedisStore:
         raise TypeError(msg)
 
     async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
-        """Store ``value`` under ``key``; Redis itself drops it after ``ttl`` seconds."""
+        """Store ``value`` under ``key``; Redis itself drops it after ``ttl`` seconds.
+
+        Once called, the write (and the release of this store's single-flight
+        lock on ``key`` after it) happens even if the caller is cancelled, as
+        memo's run is when its last caller leaves and as ``asyncio.run`` does
+        to leftover tasks on exit.
+        """
         name = self._base + key
-        if ttl is None:
-            await self._call(lambda client: client.set(name, value))
-        elif ttl <= 0:
-            # Already expired: what a store must not return.
-            await self._call(lambda client: client.unlink(name))
-        else:
-            milliseconds = max(1, math.ceil(ttl * 1000))
-            await self._call(lambda client: client.set(name, value, px=milliseconds))
-        await self.release(key)
+        # Taken now: whatever becomes of the caller, this write ends our lead.
+        token = self._held.pop(key, None)
+        milliseconds = None if ttl is None else max(1, math.ceil(ttl * 1000))
+
+        async def write(client: Redis) -> None:
+            try:
+                if ttl is not None and ttl <= 0:
+                    # Already expired: what a store must not return.
+                    await client.unlink(name)
+                else:
+                    await client.set(name, value, px=milliseconds)
+            except self._outages:
+                raise  # Redis is out of reach, and so is the lock: it expires
+            except Exception:
+                # Redis refused the value (out of memory, a read-only replica):
+                # nothing is coming, so the waiting processes compute it.
+                await self._give_back(client, key, token)
+                raise
+            await self._give_back(client, key, token)
+
+        await self._call(write, finish=True)
+
+    async def _give_back(self, client: Redis, key: str, token: str | None) -> None:
+        if token is not None:
+            # Best effort: waiters also read the value as they poll, and a lock
+            # left behind costs nothing but its expiry.
+            with contextlib.suppress(self._redis.exceptions.RedisError):
+                await client.eval(_RELEASE, 1, self._lock_name(key), token)
 
     async def release(self, key: str) -> None:
         """Give up this store's single-flight lock on ``key``: no value is coming.
@@ -376,11 +591,13 @@ class RedisStore:
         memo calls it when the run after a miss stored nothing (the function
         raised or was cancelled, ``cache_if`` said no, the write failed), so
         other processes compute the value themselves instead of waiting for the
-        lock to expire. Without ``lock_timeout`` it does nothing.
+        lock to expire. Without ``lock_timeout`` it does nothing. Like ``set``,
+        it finishes even if the caller is cancelled.
         """
         token = self._held.pop(key, None)
         if token is not None:
-            await self._call(lambda client: client.eval(_RELEASE, 1, self._lock_name(key), token))
+            lock = self._lock_name(key)
+            await self._call(lambda client: client.eval(_RELEASE, 1, lock, token), finish=True)
 
     # -- single flight across processes ---------------------------------------
 
