@@ -2,7 +2,8 @@
 
 Reading (``stats``, ``ls``, ``show``) goes through the read-only folder view
 of ``memo.stores._diskcache``, so looking never changes a cache, not even its
-access times. Writing (``clear``, ``prune``) goes through ``DiskStore``. Stored
+access times. Writing (``clear``, ``prune``) goes through ``DiskStore``; the
+one exception is ``prune`` removing value files that no entry names. Stored
 values are decoded only when that is safe: JSON and pydantic envelopes are
 parsed as JSON; a pickled value is described, never unpickled.
 """
@@ -33,7 +34,10 @@ from memo.stores._diskcache import (
     Entry,
     Folder,
     FolderError,
+    damaged_message,
+    is_damaged,
     own_file,
+    remove_value_file,
 )
 from memo.stores.disk import DiskStore, default_directory
 
@@ -47,10 +51,19 @@ class CliError(Exception):
     """Bad input: printed as one line on stderr, exit status 1."""
 
 
-def _open(directory: str | None) -> Folder:
+# A value file is written before the row that names it: one younger than this
+# may belong to a write in progress (in any process), so prune leaves it.
+ORPHAN_GRACE = 60.0
+
+
+def _folder_path(directory: str | None) -> Path:
     # Absolute: sqlite3 opens the folder's database through a file: URI.
     path = Path(directory).expanduser() if directory else default_directory()
-    return Folder(path.absolute())
+    return path.absolute()
+
+
+def _open(directory: str | None) -> Folder:
+    return Folder(_folder_path(directory))
 
 
 def _find(folder: Folder, key: str) -> Entry:
@@ -367,7 +380,13 @@ def _prune(args: argparse.Namespace) -> int:
             await store.close()
 
     dropped = asyncio.run(expire())
+    # After the expired entries (their files go with them): files no row names.
+    with Folder(directory) as folder:
+        orphans = folder.unreferenced_files(written_before=time.time() - ORPHAN_GRACE)
+    for filename, _ in orphans:
+        remove_value_file(directory, filename)
     freed = sum(entry.size for entry in expired)
+    orphan_bytes = sum(size for _, size in orphans)
     namespaces: dict[str, int] = {}
     for entry in expired:
         namespaces[entry.namespace] = namespaces.get(entry.namespace, 0) + 1
@@ -376,10 +395,15 @@ def _prune(args: argparse.Namespace) -> int:
         "dropped": dropped,
         "freed_bytes": freed,
         "namespaces": namespaces,
+        "orphan_files": len(orphans),
+        "orphan_bytes": orphan_bytes,
     }
     text = f"dropped {_entries(dropped)} (expired), freeing {_size(freed)} of values"
     if namespaces:
         text += " (" + ", ".join(f"{ns}: {n}" for ns, n in sorted(namespaces.items())) + ")"
+    if orphans:
+        files = "1 value file" if len(orphans) == 1 else f"{len(orphans)} value files"
+        text += f"; removed {files} no entry names ({_size(orphan_bytes)})"
     _emit(args, data, text)
     return 0
 
@@ -432,7 +456,12 @@ def _parser() -> argparse.ArgumentParser:
     clear.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     clear.set_defaults(run=_clear)
     prune = commands.add_parser(
-        "prune", parents=[common], help="drop expired entries and report what was freed"
+        "prune",
+        parents=[common],
+        help=(
+            "drop expired entries, and value files no entry names (older than a minute); "
+            "report what was freed"
+        ),
     )
     prune.set_defaults(run=_prune)
     return parser
@@ -458,8 +487,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except Exception as exc:
         # A command line answers in one line, not a traceback: OSError,
-        # sqlite3.Error, diskcache.Timeout (a folder locked by a writer), ...
-        print(f"memo {name}: error: {type(exc).__name__}: {_printable(str(exc))}", file=sys.stderr)
+        # sqlite3.Error, DiskTimeoutError (a folder locked by a writer), ...
+        message = f"{type(exc).__name__}: {exc}"
+        if is_damaged(exc):  # found past the first look, deep in the file: say what to do
+            message = damaged_message(_folder_path(getattr(args, "dir", None)), exc)
+        print(f"memo {name}: error: {_printable(message)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"memo {name}: interrupted", file=sys.stderr)

@@ -35,6 +35,17 @@ _reported: set[tuple[str, str, type[BaseException]]] = set()
 _reported_lock = threading.Lock()
 
 
+def _after_fork_in_child() -> None:
+    # A lock held by another thread of the parent at fork() stays held in the
+    # child forever: the child's first failure report would hang.
+    global _reported_lock  # noqa: PLW0603 - replacing the lock is the point
+    _reported_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX only
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def report_failure(namespace: str, operation: str, exc: BaseException) -> None:
     """Log a cache failure that memo recovered from.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
+import math
 import os
 import sqlite3
 import stat
@@ -24,8 +24,10 @@ from memo.stores._diskcache import (
     MODE_BINARY,
     MODE_RAW,
     SELECT_VALUE,
+    BoundedCache,
     RefusedEntryError,
     SafeDisk,
+    is_busy,
     refused_mode,
 )
 from memo.stores.base import WouldBlock, namespace_of
@@ -33,7 +35,13 @@ from memo.stores.base import WouldBlock, namespace_of
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["DiskStore", "RefusedEntryError", "default_directory", "shared_disk_store"]
+__all__ = [
+    "DiskStore",
+    "DiskTimeoutError",
+    "RefusedEntryError",
+    "default_directory",
+    "shared_disk_store",
+]
 
 T = TypeVar("T")
 
@@ -74,6 +82,33 @@ def _prepare_directory(path: Path) -> None:
             )
 
 
+class DiskTimeoutError(diskcache.Timeout, TimeoutError):  # type: ignore[misc]
+    """A ``DiskStore`` operation ran out of its ``timeout``, and says what it waited for.
+
+    What it waited for: SQLite's lock, held by another process (a long
+    ``memo clear``, a frozen writer), or this store's earlier operations
+    queued before it. memo reports it on the ``memo`` logger, counts it in
+    ``cache_info().errors`` and returns the function's result uncached. It is
+    a ``TimeoutError``, and a ``diskcache.Timeout`` as diskcache's own was.
+    """
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.2f}".rstrip("0").rstrip(".")  # 0.5 -> "0.5", 5.0 -> "5"
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _nothing() -> None:
+    """A job that does nothing: once it ran, every job queued before it has finished."""
+
+
 class DiskStore:
     """Entries in a diskcache folder: survives restarts, shared by processes.
 
@@ -85,12 +120,23 @@ class DiskStore:
     read back as bytes only: entries in diskcache's pickle mode are refused,
     never unpickled.
 
+    Every operation has a deadline, ``timeout`` seconds after it was asked:
+    time spent queued behind the store's earlier operations counts, an
+    operation still queued at its deadline never runs, and one that starts
+    gets what is left as SQLite's busy timeout. No connection reads through a
+    memory map, so a file cut short by another process is an error, never a
+    SIGBUS. In a child process after ``fork()`` the store starts afresh: a
+    worker thread, connections and locks of its own.
+
     Args:
         directory: the folder; default ``default_directory()``.
         size_limit: bytes on disk before the oldest stored entries are culled.
-        timeout: seconds an operation waits for SQLite's lock (held by a writer
-            in another process) before it fails; memo then returns the
-            function's result uncached.
+        timeout: seconds an operation may take to start and get SQLite's lock,
+            from when it is asked (held by a writer in another process, or
+            behind this store's earlier operations); past it, it fails with
+            ``DiskTimeoutError`` and memo returns the function's result
+            uncached. ``expire`` and ``clear_all`` go in batches, each of
+            which may wait this long.
     """
 
     def __init__(
@@ -103,7 +149,10 @@ class DiskStore:
         self.directory = Path(directory).expanduser() if directory else default_directory()
         self.size_limit = size_limit
         self.timeout = timeout
+        # Guards _resources and _generation; never held while anything waits.
         self._lock = threading.Lock()
+        # One opening of the folder at a time; held while SQLite may wait.
+        self._open_lock = threading.Lock()
         self._directory_ready = False
         self._resources = _Resources()
         # Closes the connections of a store dropped without close(), which
@@ -113,6 +162,9 @@ class DiskStore:
         # generation it belongs to so that close() retires them all.
         self._local = threading.local()
         self._generation = 0
+        # Reads a value file as diskcache would, refusing what is not raw bytes.
+        self._disk = SafeDisk(str(self.directory))
+        _stores.add(self)
 
     @property
     def _cache(self) -> diskcache.Cache | None:
@@ -125,27 +177,31 @@ class DiskStore:
             _prepare_directory(self.directory)
             self._directory_ready = True
 
-    def _open(self, resources: _Resources) -> diskcache.Cache:
-        with self._lock:
+    def _open(self, resources: _Resources, asked: float, what: str) -> BoundedCache:
+        with self._open_lock:
             if resources.cache is None:
-                cache = diskcache.Cache.__new__(diskcache.Cache)
+                # Again, not only on first use: the folder may have been removed
+                # since, and diskcache would create it with mode 0o755.
+                self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
                 try:
-                    cache.__init__(
+                    cache = BoundedCache(
                         str(self.directory),
+                        deadline=asked + self.timeout,
                         timeout=self.timeout,
                         disk=SafeDisk,
                         size_limit=self.size_limit,
                         eviction_policy="least-recently-stored",
                         statistics=False,
                         tag_index=True,
+                        sqlite_mmap_size=0,
                     )
-                except BaseException:
-                    # diskcache opens its connection before it can fail (a
-                    # cache.db that is not a database): close it, or every
-                    # retry would leave one more open.
-                    with contextlib.suppress(Exception):
-                        cache.close()
+                except sqlite3.OperationalError as exc:
+                    if is_busy(exc):
+                        doing = f"opening the cache {what}".strip()
+                        raise self._timed_out(doing, asked) from exc
                     raise
+                resources.caches.append(cache)
+                resources.identity = _identity(self.directory / "cache.db")
                 resources.cache = cache
             return resources.cache
 
@@ -153,9 +209,32 @@ class DiskStore:
     def cache(self) -> diskcache.Cache:
         """The underlying ``diskcache.Cache``, opened (and the folder created) on first use."""
         self._ensure_directory()
-        return self._open(self._resources)
+        return self._open(self._resources, time.monotonic(), "")
 
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+    def _timed_out(self, what: str, asked: float, *, queued: bool = False) -> DiskTimeoutError:
+        waited = _seconds(time.monotonic() - asked)
+        if queued:
+            msg = (
+                f"{self!r} waited {waited} s (its timeout is {_seconds(self.timeout)} s) "
+                f"behind its earlier operations and gave up before {what}"
+            )
+        else:
+            lock = "lock" if what == "reading" else "write lock"
+            msg = (
+                f"{self!r} waited {waited} s for SQLite's {lock} (held by another process) "
+                f"while {what}"
+            )
+        return DiskTimeoutError(msg)
+
+    async def _run(
+        self,
+        what: str,
+        fn: Callable[..., T],
+        *args: Any,
+        per_batch: bool = False,
+        reads: bool = False,
+    ) -> T:
+        asked = time.monotonic()
         self._ensure_directory()
         with self._lock:
             resources = self._resources
@@ -167,21 +246,112 @@ class DiskStore:
                     max_workers=1, thread_name_prefix="memo-disk"
                 )
             executor = resources.executor
-        loop = asyncio.get_running_loop()
         # The job opens the cache of the resources it was queued with, so a
         # connection it opens is closed with them, even if close() ran since.
-        job = functools.partial(self._in_worker, resources, fn, args)
-        return await loop.run_in_executor(executor, job)
+        future = executor.submit(
+            self._in_worker,
+            resources,
+            fn,
+            args,
+            what=what,
+            asked=asked,
+            per_batch=per_batch,
+            reads=reads,
+        )
+        waiter = asyncio.wrap_future(future)
+        try:
+            await asyncio.wait((waiter,), timeout=asked + self.timeout - time.monotonic())
+        except asyncio.CancelledError:
+            waiter.cancel()  # a job that has not started never will
+            raise
+        if not waiter.done() and future.cancel():
+            raise self._timed_out(what, asked, queued=True)
+        # Started in time: SQLite's busy timeout, what was left, bounds its waits.
+        return await waiter
 
-    def _in_worker(self, resources: _Resources, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        return fn(resources.cache or self._open(resources), *args)
+    def _in_worker(
+        self,
+        resources: _Resources,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        *,
+        what: str,
+        asked: float,
+        per_batch: bool,
+        reads: bool,
+    ) -> T:
+        deadline = asked + self.timeout
+        if time.monotonic() >= deadline:
+            raise self._timed_out(what, asked, queued=True)
+        try:
+            # Held while the job may touch SQLite, so that fork() can wait for it.
+            with resources.running:
+                if reads:  # through a read-only connection: no need to open diskcache
+                    return fn(deadline, *args)
+                self._reopen_if_replaced(resources)
+                cache = resources.cache or self._open(resources, asked, f"before {what}")
+                cache.bound_waits(deadline, per_batch=self.timeout if per_batch else None)
+                return fn(cache, *args)
+        except DiskTimeoutError:
+            raise
+        except diskcache.Timeout as exc:
+            # diskcache's: a transaction that did not begin. SQLite's own error
+            # is in the context; only "locked" is a timeout.
+            cause = _sqlite_error_in(exc)
+            if cause is not None and not is_busy(cause):
+                self._reopen_if_replaced(resources)
+                raise cause from None
+            if exc.args and isinstance(exc.args[0], int) and exc.args[0]:
+                what = f"{what} ({exc.args[0]} entries dropped before)"
+            raise self._timed_out(what, asked) from exc
+        except sqlite3.Error as exc:
+            if is_busy(exc):
+                raise self._timed_out(what, asked) from exc
+            self._reopen_if_replaced(resources)
+            raise
 
-    @staticmethod
-    def _get(cache: diskcache.Cache, key: str) -> bytes | None:
-        value = cache.get(key, default=None, retry=False)
-        if value is None or type(value) is bytes:
-            return value
-        msg = f"diskcache returned {type(value).__name__}, not bytes"  # pragma: no cover
+    def _reopen_if_replaced(self, resources: _Resources) -> None:
+        """If cache.db is not the file the store opened any more, open the new one next.
+
+        Checked before each write and after each error. The folder removed
+        (to start afresh) or created again, cache.db replaced: the open
+        connections would go on with the old file, which no other process
+        sees. A file damaged in place is left as it is (memo never repairs a
+        database): the store fails open on it until it is replaced.
+        """
+        cache = resources.cache
+        if cache is None or _identity(self.directory / "cache.db") == resources.identity:
+            return
+        with self._open_lock:
+            resources.cache = None
+        with self._lock:
+            self._generation += 1  # every thread's reader reconnects too
+        cache.close()  # the worker's connection; any other closes with the resources
+
+    def _get(self, deadline: float, key: str) -> bytes | None:
+        # diskcache's Cache.get, on the worker's read connection: opening
+        # diskcache writes its settings, which would wait for a writer's lock.
+        if not (self.directory / "cache.db").exists():
+            return None  # nothing was ever stored here
+        try:
+            con = self._reader(wait=deadline - time.monotonic())
+            wait = math.ceil(max(0.0, deadline - time.monotonic()) * 1000)
+            con.execute(f"PRAGMA busy_timeout = {wait}")
+            row = con.execute(SELECT_VALUE, (key, time.time())).fetchone()
+        except sqlite3.Error as exc:
+            if not is_busy(exc):
+                self._drop_reader_if_replaced()
+            raise
+        if row is None:
+            return None
+        mode, filename, value = row
+        try:
+            data = self._disk.fetch(mode, filename, value, False)
+        except OSError:
+            return None  # its file is gone (the entry was dropped meanwhile): absent
+        if type(data) is bytes:
+            return data
+        msg = f"diskcache returned {type(data).__name__}, not bytes"  # pragma: no cover
         raise RefusedEntryError(msg)  # pragma: no cover
 
     @staticmethod
@@ -198,40 +368,65 @@ class DiskStore:
 
     @staticmethod
     def _expire(cache: diskcache.Cache, now: float) -> int:
-        return int(cache.expire(now=now, retry=True))
+        return int(cache.expire(now=now, retry=False))
 
     @staticmethod
     def _clear_all(cache: diskcache.Cache) -> int:
-        return int(cache.clear(retry=True))
+        return int(cache.clear(retry=False))
 
-    def _reader(self) -> sqlite3.Connection:
-        reader: tuple[int, sqlite3.Connection] | None = getattr(self._local, "con", None)
-        if reader is not None and reader[0] == self._generation:
-            return reader[1]
-        if self._cache is None:
-            raise WouldBlock  # the first use opens (and creates) the cache off the loop
-        path = self.directory / "cache.db"
-        # timeout=0: a locked database answers "busy" at once instead of
-        # waiting on the loop's thread; the caller then reads on the pool.
-        # check_same_thread=False only so that close() may close it from
-        # another thread; it is used by the thread that opened it alone.
-        con = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
-        con.execute("PRAGMA query_only = ON")
-        # diskcache's own settings for its connections: a page cache and a
-        # memory map large enough that a big cache's index stays in memory.
-        con.execute("PRAGMA cache_size = 8192")
-        con.execute("PRAGMA mmap_size = 67108864")
-        self._local.con = (self._generation, con)
+    def _reader(self, wait: float = 0.0) -> sqlite3.Connection:
+        reader: _Reader | None = getattr(self._local, "reader", None)
+        if reader is not None and reader.generation == self._generation:
+            return reader.con
+        return self._open_reader(wait)
+
+    def _open_reader(self, wait: float) -> sqlite3.Connection:
+        self._ensure_directory()
+        database = (self.directory / "cache.db").absolute()
+        # mode=rw: never create cache.db; the first write does, off the loop.
+        # wait=0 on the loop's thread: a locked database answers "busy" at
+        # once (its schema is read right here), and the caller then reads on
+        # the worker, whose connection waits what is left of the read's time.
+        # check_same_thread=False only so that close(), or the end of its
+        # thread, may close it from another thread; only its thread uses it.
+        con = sqlite3.connect(
+            f"{database.as_uri()}?mode=rw",
+            uri=True,
+            timeout=max(0.0, wait),
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        try:
+            con.execute("PRAGMA query_only = ON")
+            # diskcache's page cache, but no memory map: a cache.db cut short
+            # under a map kills the process (SIGBUS) where a read fails.
+            con.execute("PRAGMA cache_size = 8192")
+            con.execute("PRAGMA mmap_size = 0")
+            con.execute("PRAGMA busy_timeout = 0")
+        except BaseException:
+            con.close()
+            raise
+        identity = _identity(database)
         with self._lock:
-            self._resources.readers.append(con)
+            reader = _Reader(con, self._generation, identity)
+            self._resources.readers.add(reader)
+        self._local.reader = reader
         return con
+
+    def _drop_reader_if_replaced(self) -> None:
+        # After an error: a reader of a cache.db since replaced (or removed)
+        # reconnects on its next read; one damaged in place goes on failing.
+        reader: _Reader | None = getattr(self._local, "reader", None)
+        if reader is not None and _identity(self.directory / "cache.db") != reader.identity:
+            del self._local.reader
+            reader.close()
 
     def get_nowait(self, key: str) -> bytes | None:
         """Read a small entry on the calling thread, without waiting on a lock.
 
         The lookup is one indexed SELECT on SQLite in WAL mode, where readers
         never wait for writers; if SQLite still answers busy, or the value
-        lives in a file of its own (large values), or the cache is not open
+        lives in a file of its own (large values), or there is no cache.db
         yet, it raises ``WouldBlock`` and memo reads through ``get`` instead.
 
         Raises:
@@ -240,11 +435,15 @@ class DiskStore:
         """
         try:
             row = self._reader().execute(SELECT_VALUE, (key, time.time())).fetchone()
-        except sqlite3.OperationalError as exc:
-            raise WouldBlock from exc
+        except sqlite3.Error as exc:
+            if not is_busy(exc):
+                self._drop_reader_if_replaced()
+            if isinstance(exc, (sqlite3.OperationalError, sqlite3.ProgrammingError)):
+                raise WouldBlock from exc
+            raise
         if row is None:
             return None
-        mode, value = row
+        mode, _, value = row
         if mode == MODE_RAW and type(value) is bytes:
             return value
         if mode == MODE_BINARY:
@@ -256,50 +455,63 @@ class DiskStore:
 
         Raises:
             RefusedEntryError: the entry is not raw bytes (never decoded).
+            DiskTimeoutError: the read could not start within ``timeout``.
         """
-        return await self._run(self._get, key)
+        return await self._run("reading", self._get, key, reads=True)
 
     async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
         """Store ``value`` under ``key`` for ``ttl`` seconds (None: no expiry).
 
         Once called, the write happens even if the caller is cancelled (as
-        ``asyncio.run`` does to leftover tasks on exit): SQLite commits it whole
-        or not at all, and the thread pool finishes it before the process ends.
+        ``asyncio.run`` does to leftover tasks on exit), unless it cannot
+        start before its deadline: SQLite commits it whole or not at all, and
+        the thread pool finishes it before the process ends.
+
+        Raises:
+            DiskTimeoutError: SQLite's lock stayed held past ``timeout``.
         """
-        await asyncio.shield(self._run(self._set, key, value, ttl))
+        await asyncio.shield(self._run("writing", self._set, key, value, ttl))
 
     async def delete(self, key: str) -> bool:
         """Drop ``key``; return whether it existed."""
-        return await self._run(self._delete, key)
+        return await self._run("deleting an entry", self._delete, key)
 
     async def clear(self, namespace: str) -> int:
         """Drop every entry of ``namespace``; return how many."""
-        return await self._run(self._clear, namespace)
+        return await self._run(f"clearing namespace {namespace!r}", self._clear, namespace)
 
     async def expire(self) -> int:
         """Drop every expired entry of the folder now, in all namespaces.
 
         An expired entry already reads as a miss, but it stays on disk until
         it is overwritten or culled; this frees its space now. Entries go in
-        batches, so other processes can write in between; where ``get`` and
-        ``set`` fail once SQLite's lock is held past ``timeout``, this tries
-        again until done.
+        batches, so other processes can write in between; each batch may
+        wait up to ``timeout`` for SQLite's lock.
 
         Returns:
             How many entries were dropped.
+
+        Raises:
+            DiskTimeoutError: a batch waited ``timeout`` for the lock; the
+                message says how many entries were dropped before.
         """
-        return await self._run(self._expire, time.time())
+        return await self._run(
+            "dropping expired entries", self._expire, time.time(), per_batch=True
+        )
 
     async def clear_all(self) -> int:
         """Drop every entry of the folder: all namespaces, every function that uses it.
 
-        Like ``expire``, it goes in batches and tries again while SQLite's
-        lock is held by another process, instead of failing.
+        Like ``expire``, it goes in batches, each of which may wait up to
+        ``timeout`` for SQLite's lock.
 
         Returns:
             How many entries were dropped.
+
+        Raises:
+            DiskTimeoutError: a batch waited ``timeout`` for the lock.
         """
-        return await self._run(self._clear_all)
+        return await self._run("clearing the folder", self._clear_all, per_batch=True)
 
     async def close(self) -> None:
         """Close the SQLite connections and the thread pool; later use reopens them."""
@@ -309,46 +521,130 @@ class DiskStore:
             self._finalizer.detach()
             self._finalizer = weakref.finalize(self, self._resources.release)
         if old.executor is not None:
-            # diskcache keeps a connection per thread: close the worker's on
-            # the worker, after every job queued before (which may open it).
-            await asyncio.wrap_future(old.executor.submit(old.close_cache))
+            # The jobs queued before (each within its deadline) finish first.
+            await asyncio.wrap_future(old.executor.submit(_nothing))
         old.release()
+
+    def _start_afresh_after_fork(self) -> None:
+        """In a child process, just after ``fork()``: locks, worker and connections of its own."""
+        # A lock that a thread of the parent held at the fork stays held here.
+        self._lock = threading.Lock()
+        self._open_lock = threading.Lock()
+        # The parent's connections are the parent's: no finalizer of the
+        # child's may close them, and no thread here runs the parent's jobs.
+        self._finalizer.detach()
+        inherited, self._resources = self._resources, _Resources()
+        self._finalizer = weakref.finalize(self, self._resources.release)
+        self._generation += 1
+        self._local = threading.local()
+        inherited.let_go_after_fork()
 
     def __repr__(self) -> str:
         return f"DiskStore({str(self.directory)!r})"
 
 
+def _sqlite_error_in(exc: BaseException) -> sqlite3.Error | None:
+    """Return the SQLite error behind ``exc`` (its cause or context), if any."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, sqlite3.Error):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+class _Reader:
+    """One thread's read connection; closed when that thread's locals go (the thread ended)."""
+
+    __slots__ = ("__weakref__", "close", "con", "generation", "identity")
+
+    def __init__(
+        self, con: sqlite3.Connection, generation: int, identity: tuple[int, int] | None
+    ) -> None:
+        self.con = con
+        self.generation = generation
+        self.identity = identity  # of the cache.db it opened
+        # Holds the connection, not the reader: runs once, when the reader is
+        # collected (its thread ended), at close(), or at exit, whichever is first.
+        self.close = weakref.finalize(self, con.close)
+
+
 class _Resources:
     """What a DiskStore opens lazily, kept apart so that a finalizer can close it."""
 
-    __slots__ = ("cache", "executor", "readers")
+    __slots__ = ("cache", "caches", "executor", "identity", "idle_at_fork", "readers", "running")
 
     def __init__(self) -> None:
-        self.cache: diskcache.Cache | None = None
+        self.cache: BoundedCache | None = None
+        # Every cache opened (the current one last), and what cache.db was then.
+        self.caches: list[BoundedCache] = []
+        self.identity: tuple[int, int] | None = None
         self.executor: ThreadPoolExecutor | None = None
-        self.readers: list[sqlite3.Connection] = []
-
-    def close_cache(self) -> None:
-        """Close the calling thread's connection of the cache, if it has one."""
-        if self.cache is not None:
-            self.cache.close()
+        self.readers: weakref.WeakSet[_Reader] = weakref.WeakSet()
+        # Held by the worker while a job runs; taken by the fork() handler, so
+        # that a child knows whether the parent was in the middle of one.
+        self.running = threading.Lock()
+        self.idle_at_fork = False
 
     def release(self) -> None:
-        """Close the readers and the cache, and let the worker thread end."""
-        for con in self.readers:
-            con.close()
-        self.readers = []
+        """Close the readers and the caches' connections, and let the worker thread end."""
+        for reader in list(self.readers):
+            reader.close()
         if self.executor is not None:
-            # The worker's own connection; the job runs before the worker exits.
-            with contextlib.suppress(RuntimeError):  # the interpreter is exiting
-                self.executor.submit(self.close_cache)
             self.executor.shutdown(wait=False)
             self.executor = None
-        self.close_cache()  # the calling thread's, if it opened one
+        for cache in self.caches:
+            cache.close_connections()
+        self.caches = []
+        self.cache = None
+
+    def let_go_after_fork(self) -> None:
+        """In a child after ``fork()``: let go of the parent's connections without harm.
+
+        SQLite forbids using a connection in a process it was not opened in.
+        Closing one that was idle at the fork is safe, and needed: SQLite keeps
+        one record per file of the locks a process holds, so connections the
+        child opens while inherited ones stay open would share the parent's
+        record and take no lock of their own; once the parent closed its
+        connections, another process could then reset the write-ahead log
+        under the child's writes, which would be lost. A connection that was
+        in the middle of a job (the fork did not wait for it: see
+        ``_before_fork``) is never closed, because closing would roll back
+        the parent's transaction in memory both processes share: it is kept,
+        unused, until the process ends.
+        """
+        for reader in list(self.readers):
+            reader.close()  # read-only: closing drops nothing but this process's view
+        for cache in self.caches:
+            connections, cache.connections = cache.connections, []
+            if self.idle_at_fork:
+                for con in connections:
+                    con.close()
+            else:
+                _keep_forever(connections)
+        self.caches = []
+        self.cache = None
+        self.executor = None  # its thread was the parent's
+
+
+# Connections a child inherited in the middle of a transaction: never closed.
+_inherited: list[sqlite3.Connection] = []
+
+
+def _keep_forever(connections: list[sqlite3.Connection]) -> None:
+    _inherited.extend(connections)
+    # The interpreter clears module globals when it exits, which would close
+    # them then: one reference more that nothing ever drops.
+    with contextlib.suppress(Exception):
+        import ctypes  # noqa: PLC0415 - only ever needed here, in a forked child
+
+        for con in connections:
+            ctypes.pythonapi.Py_IncRef(ctypes.py_object(con))
 
 
 _shared: dict[Path, DiskStore] = {}
 _shared_lock = threading.Lock()
+_stores: weakref.WeakSet[DiskStore] = weakref.WeakSet()
 
 
 def shared_disk_store(directory: str | os.PathLike[str] | None) -> DiskStore:
@@ -364,3 +660,51 @@ def shared_disk_store(directory: str | os.PathLike[str] | None) -> DiskStore:
         if store is None:
             store = _shared[path] = DiskStore(path)
         return store
+
+
+# The resources whose worker the fork() handler found idle, and holds.
+_held_for_fork: list[_Resources] = []
+
+
+def _live_stores() -> list[DiskStore]:
+    while True:
+        try:
+            return list(_stores)
+        except RuntimeError:  # another thread made a store meanwhile
+            continue
+
+
+def _before_fork() -> None:
+    # Wait (up to each store's timeout) for a job in progress, and hold the
+    # worker idle until the fork is done: the child then inherits no
+    # connection in the middle of a transaction, and can close them all.
+    for store in _live_stores():
+        resources = store._resources
+        if resources.caches and resources.running.acquire(timeout=max(store.timeout, 0.0)):
+            resources.idle_at_fork = True
+            _held_for_fork.append(resources)
+
+
+def _after_fork_in_parent() -> None:
+    while _held_for_fork:
+        resources = _held_for_fork.pop()
+        resources.idle_at_fork = False
+        resources.running.release()
+
+
+def _after_fork_in_child() -> None:
+    # A lock that a thread of the parent held at the fork stays held in the
+    # child, forever: replace them all, before anything here can wait on one.
+    global _shared_lock  # noqa: PLW0603 - replacing the lock is the point
+    _shared_lock = threading.Lock()
+    for store in _live_stores():
+        store._start_afresh_after_fork()
+    _held_for_fork.clear()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX only; Windows has no fork()
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
 
 from memo.stores.base import namespace_prefix
@@ -30,6 +32,7 @@ class MemoryStore:
         self._data: OrderedDict[str, tuple[bytes, float | None]] = OrderedDict()
         # Event loops in several threads may share one store.
         self._lock = threading.Lock()
+        _stores.add(self)
 
     async def get(self, key: str) -> bytes | None:
         """Return the bytes stored under ``key``, or None."""
@@ -81,3 +84,17 @@ class MemoryStore:
 
     def __repr__(self) -> str:
         return f"MemoryStore(entries={len(self._data)})"
+
+
+_stores: weakref.WeakSet[MemoryStore] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # A lock held by another thread of the parent at fork() stays held in the
+    # child forever: give every store a new one.
+    for store in list(_stores):
+        store._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX only
+    os.register_at_fork(after_in_child=_after_fork_in_child)
