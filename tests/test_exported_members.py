@@ -47,6 +47,7 @@ def test_the_top_level_api_is_pinned() -> None:
     ]
     assert memo.stores.__all__ == [
         "DiskStore",
+        "DiskTimeoutError",
         "MemoryStore",
         "RedisStore",
         "RefusedEntryError",
