@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-import weakref
 from collections import OrderedDict
 
+from memo._fork import renew_lock_after_fork
 from memo.stores.base import namespace_prefix
 
 __all__ = ["MemoryStore"]
@@ -32,7 +31,7 @@ class MemoryStore:
         self._data: OrderedDict[str, tuple[bytes, float | None]] = OrderedDict()
         # Event loops in several threads may share one store.
         self._lock = threading.Lock()
-        _stores.add(self)
+        renew_lock_after_fork(self)
 
     async def get(self, key: str) -> bytes | None:
         """Return the bytes stored under ``key``, or None."""
@@ -84,17 +83,3 @@ class MemoryStore:
 
     def __repr__(self) -> str:
         return f"MemoryStore(entries={len(self._data)})"
-
-
-_stores: weakref.WeakSet[MemoryStore] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    # A lock held by another thread of the parent at fork() stays held in the
-    # child forever: give every store a new one.
-    for store in list(_stores):
-        store._lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):  # POSIX only
-    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -41,17 +41,16 @@ import asyncio
 import contextlib
 import functools
 import math
-import os
 import re
 import secrets
 import threading
 import time
 import warnings
-import weakref
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from memo._fork import renew_lock_after_fork
 from memo._report import MemoWarning
 from memo.stores.base import namespace_prefix
 
@@ -380,7 +379,7 @@ class RedisStore:
         self._user_client = client
         self._clients: dict[asyncio.AbstractEventLoop, _LoopClient] = {}
         self._lock = threading.Lock()
-        _stores.add(self)
+        renew_lock_after_fork(self)
         self._down_until = 0.0
         # When Redis last answered: a caller waiting for a connection meanwhile waits on.
         self._answered_at = 0.0
@@ -672,17 +671,3 @@ class RedisStore:
 
     def __repr__(self) -> str:
         return f"RedisStore({self._where()!r}, prefix={self.prefix!r})"
-
-
-_stores: weakref.WeakSet[RedisStore] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    # A lock held by another thread of the parent at fork() stays held in the
-    # child forever: give every store a new one.
-    for store in list(_stores):
-        store._lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):  # POSIX only
-    os.register_at_fork(after_in_child=_after_fork_in_child)
