@@ -5,7 +5,10 @@ server-sent events), ``/v1/embeddings`` and ``/v1/responses`` (plain and
 streamed) on a free 127.0.0.1 port, from a background thread. Every answer
 carries the request's sequence number (in ids, ``created``, the text, the first
 embedding component), so a second HTTP request can never pass for a cache hit.
-It records the path, headers and JSON body of every request.
+It records the path, headers and JSON body of every request. Every answer
+carries headers like the API's: ``x-request-id``, ``openai-version``,
+``openai-processing-ms``, and ones memo must never store (``set-cookie``,
+``openai-organization``, rate limits).
 
 Some model names change what it answers, so tests (and the docs' samples) can
 ask for the awkward cases over real HTTP:
@@ -53,6 +56,9 @@ if TYPE_CHECKING:
     from openai import AsyncOpenAI
 
 CREATED = 1_700_000_000
+# What the server puts in headers that memo must never store.
+ORGANIZATION = "org-memo-tests-private"
+COOKIE = "cookie-memo-tests-private"
 MODEL = {"id": "fake", "object": "model", "created": CREATED, "owned_by": "memo-tests"}
 
 
@@ -78,6 +84,11 @@ class FakeOpenAI:
         # Set by default; a test clears it to hold every answer until it sets it.
         self.gate = threading.Event()
         self.gate.set()
+        # Set by default; a test clears it to hold every stream after its first
+        # ``held_after`` events until it sets it.
+        self.stream_gate = threading.Event()
+        self.stream_gate.set()
+        self.held_after = 2
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._httpd.daemon_threads = True
         host, port = self._httpd.server_address[:2]
@@ -94,6 +105,7 @@ class FakeOpenAI:
     def stop(self) -> None:
         """Stop serving and release the port."""
         self.gate.set()
+        self.stream_gate.set()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=10)
@@ -101,6 +113,7 @@ class FakeOpenAI:
     def reset(self, timeout: float = 10.0) -> None:
         """Forget every request, as a fresh server would, once none is being answered."""
         self.gate.set()
+        self.stream_gate.set()
         with self._idle:
             idle = self._idle.wait_for(lambda: self._answering == 0, timeout=timeout)
             assert idle, "the fake OpenAI server is still answering an earlier test's request"
@@ -517,9 +530,17 @@ def _handler_for(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
-            self.send_header("x-request-id", f"req_{time.monotonic_ns()}")
+            self._send_api_headers()
             self.end_headers()
             self.wfile.write(data)
+
+        def _send_api_headers(self) -> None:
+            self.send_header("x-request-id", f"req_{time.monotonic_ns()}")
+            self.send_header("openai-version", "2020-10-01")
+            self.send_header("openai-processing-ms", "7")
+            self.send_header("openai-organization", ORGANIZATION)
+            self.send_header("x-ratelimit-remaining-requests", "99")
+            self.send_header("set-cookie", f"__cf_bm={COOKIE}; path=/; HttpOnly")
 
         def _send_events(
             self, events: list[dict[str, Any]], *, done: bool, named: bool = False
@@ -527,15 +548,21 @@ def _handler_for(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Connection", "close")
+            self._send_api_headers()
             self.end_headers()
-            for event in events:
-                head = f"event: {event['type']}\n" if named and "type" in event else ""
-                self.wfile.write(f"{head}data: {json.dumps(event)}\n\n".encode())
-                self.wfile.flush()
-            if done:
-                self.wfile.write(b"data: [DONE]\n\n")
-            self.wfile.flush()
             self.close_connection = True
+            try:
+                for sent, event in enumerate(events, 1):
+                    head = f"event: {event['type']}\n" if named and "type" in event else ""
+                    self.wfile.write(f"{head}data: {json.dumps(event)}\n\n".encode())
+                    self.wfile.flush()
+                    if sent == server.held_after:
+                        server.stream_gate.wait(timeout=30)
+                if done:
+                    self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client closed the stream before its end: nothing to say
 
     return Handler
 
