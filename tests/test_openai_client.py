@@ -203,22 +203,6 @@ async def test_other_endpoints_pass_through(
     assert memo.openai.cache_info(client).misses == 0
 
 
-async def test_raw_response_wrappers_pass_through(
-    openai_server: FakeOpenAI, openai_client: AsyncOpenAI
-) -> None:
-    """with_raw_response and with_streaming_response always reach the API and return HTTP."""
-    client = memo.openai.cached(openai_client)
-    completion = await client.chat.completions.create(model="fake", messages=MESSAGES)
-    raw = await client.chat.completions.with_raw_response.create(model="fake", messages=MESSAGES)
-    assert raw.http_response.status_code == 200
-    assert raw.parse().id != completion.id
-    async with client.chat.completions.with_streaming_response.create(
-        model="fake", messages=MESSAGES
-    ) as response:
-        assert (await response.parse()).id not in {completion.id, raw.parse().id}
-    assert openai_server.count() == 3
-
-
 async def test_cached_client_is_a_copy_of_the_same_class(openai_client: AsyncOpenAI) -> None:
     """The cached client is an AsyncOpenAI configured like the original, which is unchanged."""
     client = memo.openai.cached(openai_client)

@@ -10,7 +10,7 @@ from openai import AsyncStream
 
 import memo
 import memo.openai
-from memo.openai._streams import Recording
+from memo.openai._streams import Broadcast
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -225,17 +225,30 @@ async def test_a_chunk_that_cannot_be_recorded_still_reaches_the_caller() -> Non
 
     saved: list[list[Any]] = []
     errors: list[Exception] = []
-    abandoned: list[bool] = []
+    released: list[bool] = []
 
-    async def finished(chunks: list[Any]) -> None:
+    async def store(chunks: list[Any]) -> bool:
         saved.append(chunks)
+        return True
 
-    async def abandon() -> None:
-        abandoned.append(True)
+    async def release() -> None:
+        released.append(True)
 
-    recording = Recording(live(), finished, errors.append, abandon)
-    received = [chunk async for chunk in recording.chunks]
+    async def close() -> None:
+        pass
+
+    broadcast = Broadcast(
+        live(),
+        headers={},
+        complete=lambda chunks: True,
+        store=store,
+        release=release,
+        failed=errors.append,
+        close=close,
+    )
+    consumer = broadcast.follow(takes_objects=True)
+    received = [chunk async for chunk in consumer.chunks(lambda i: broadcast.take(i, str))]
     assert received == ["not", "a", "model"]
     assert saved == []
     assert [type(error) for error in errors] == [TypeError]
-    assert abandoned == [True]  # nothing stored: a lock taken for it is given back
+    assert released == [True]  # nothing stored: a lock taken for it is given back

@@ -13,19 +13,27 @@ happens on a hit as it does on a miss.
 The response stored is the one the API sent, before the SDK's per-call
 post-processing: ``.parsed`` is rebuilt on every call from the caller's own
 model, and a base64 embedding is stored compactly and decoded on the way out.
+A few response headers that carry no credential (``_KEPT_HEADERS``) are stored
+with it, so that ``with_raw_response`` and ``with_streaming_response`` calls,
+which want the HTTP response, get one built from the stored answer: a plain
+call and a raw call of one request share one entry.
 """
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import dataclasses
 import datetime
 import functools
 import json
+import threading
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar, cast, get_args
 
+import orjson
 import pydantic
 from openai import AsyncOpenAI, AsyncStream
 from openai._models import BaseModel as SDKModel
@@ -35,15 +43,33 @@ from openai.types.chat import ChatCompletion
 
 from memo._context import Mode, current_mode
 from memo._decorator import CachedFunction, entries_of
-from memo._entries import CacheInfo
+from memo._entries import CacheInfo, Entries
 from memo._envelope import Codec
+from memo._flight import Flight, Flights
 from memo._options import Options
-from memo._report import report_failure
-from memo.openai._serializers import ChunksSerializer, OpenAISerializer, RecordedChunks
-from memo.openai._streams import Recording, ReplayStream
+from memo._report import logger, report_failure
+from memo.openai import _sdk
+from memo.openai._serializers import (
+    Answer,
+    AnswerSerializer,
+    ChunksSerializer,
+    Recorded,
+    RecordingSerializer,
+    api_json,
+)
+from memo.openai._streams import (
+    DONE,
+    Body,
+    Broadcast,
+    Consumer,
+    LiveStreams,
+    ReplayStream,
+    server_sent_events,
+)
 
 if TYPE_CHECKING:
     import os
+    from collections.abc import AsyncGenerator, AsyncIterator
 
     from memo.stores.base import Store
 
@@ -65,13 +91,17 @@ _SECRET_HEADERS = frozenset(
     {"authorization", "api-key", "x-api-key", "cookie", "proxy-authorization"}
 )
 
+# The response headers stored with an answer, for the HTTP response a raw call
+# gets on a hit: they describe the answer and carry no credential. Never
+# set-cookie, authorization and the like, nor the organization or project,
+# nor rate limits (a hit spends none) or the date (it would be stale).
+_KEPT_HEADERS = frozenset(
+    {"content-type", "x-request-id", "openai-model", "openai-processing-ms", "openai-version"}
+)
+
 # A Responses API object in one of these states is not an answer yet (or is a
 # failure): it is returned, never stored.
 _UNFINISHED = frozenset({"queued", "in_progress", "failed", "cancelled"})
-
-# Headers the SDK's with_raw_response / with_streaming_response wrappers set:
-# those callers want the HTTP response itself, which memo does not store.
-_RAW_RESPONSE_HEADERS = frozenset({"x-stainless-raw-response", "____stainless_override_cast_to"})
 
 _last_hit: ContextVar[bool] = ContextVar("memo_openai_last_hit", default=False)
 
@@ -88,12 +118,35 @@ def last_call_was_hit() -> bool:
     return _last_hit.get()
 
 
-def _keep(result: Any) -> bool:
+def _keep(answer: Any) -> bool:
+    result = answer.value if isinstance(answer, Answer) else answer
     # Some OpenAI-compatible servers answer an error with HTTP 200 and an
     # "error" object, which the SDK turns into a response without choices.
     if getattr(result, "error", None):
         return False
     return getattr(result, "status", None) not in _UNFINISHED
+
+
+def _kept_headers(headers: Any) -> dict[str, str]:
+    return {name.lower(): value for name, value in headers.items() if name.lower() in _KEPT_HEADERS}
+
+
+_told: set[tuple[str, str]] = set()
+_told_lock = threading.Lock()
+
+
+def _say_uncached(path: str, reason: str) -> None:
+    """Say once, on the ``memo`` logger, that calls of a kind reach the API uncached."""
+    with _told_lock:
+        first = (path, reason) not in _told
+        _told.add((path, reason))
+    if first:
+        logger.warning(
+            "memo: POST %s is sent to the API uncached, every time: %s. "
+            "This is said once per kind of call.",
+            path,
+            reason,
+        )
 
 
 def _json_default(value: Any) -> Any:
@@ -126,9 +179,13 @@ def _without_omitted(*mappings: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 class _Request:
-    """One request: its key, and how to send it (which is not part of the key)."""
+    """One request: its key, and how to send it (which is not part of the key).
 
-    __slots__ = ("key", "send", "sent")
+    ``sent`` tells the caller whose request was sent from the callers that
+    joined it; ``http`` is the HTTP response that caller's request received.
+    """
+
+    __slots__ = ("http", "key", "send", "sent")
 
     def __init__(
         self, key: dict[str, Any], send: Callable[[], Awaitable[Any]] | None = None
@@ -136,9 +193,14 @@ class _Request:
         self.key = key
         self.send = send
         self.sent = False
+        self.http: Any = None
 
     def __memo_key__(self) -> dict[str, Any]:
         return self.key
+
+    def is_sent(self) -> bool:
+        """Whether this caller's own request went out."""
+        return self.sent
 
 
 async def _send(request: _Request) -> Any:
@@ -147,9 +209,122 @@ async def _send(request: _Request) -> Any:
     return await request.send()
 
 
+async def _within(
+    seconds: float | None, sent: Callable[[], bool], url: str, awaitable: Awaitable[Any]
+) -> Any:
+    """Await ``awaitable``, but raise the SDK's ``APITimeoutError`` after ``seconds``.
+
+    Only while the caller waits for a request that is not its own (one in
+    flight that it joined, or the store): once its own request is sent
+    (``sent()``), the SDK's own timeout and retries govern it. The caller
+    leaving is what a cancelled caller does: the others keep waiting.
+    """
+    if seconds is None:
+        return await awaitable
+    task = asyncio.current_task()
+    assert task is not None
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        if not sent():
+            expired = True
+            task.cancel()
+
+    handle = asyncio.get_running_loop().call_later(seconds, expire)
+    try:
+        return await awaitable
+    except asyncio.CancelledError:
+        uncancel = getattr(task, "uncancel", None)  # Python 3.11+
+        if expired and (uncancel is None or uncancel() == 0):
+            raise _sdk.timeout_error(url) from None
+        raise
+    finally:
+        handle.cancel()
+
+
 # Recorded streams are stored as their chunks' JSON, whatever the chunk type,
 # and built into chunk objects one at a time as a replay reaches them.
-_STREAM_CODEC = Codec(RecordedChunks())
+_STREAM_CODEC = Codec(RecordingSerializer())
+
+
+class _Started:
+    """A stream request that was sent: its broadcast, and the SDK's stream object for its caller."""
+
+    __slots__ = ("broadcast", "live")
+
+    def __init__(self, broadcast: Broadcast, live: AsyncStream[Any]) -> None:
+        self.broadcast = broadcast
+        self.live = live
+
+
+class _Call:
+    """What one call is, beyond its key: how it asks, what it sends, how long it waits."""
+
+    __slots__ = (
+        "client",
+        "key",
+        "kind",
+        "kwargs",
+        "options",
+        "path",
+        "real_post",
+        "timeout",
+        "url",
+    )
+
+    def __init__(
+        self,
+        client: AsyncOpenAI,
+        real_post: Callable[..., Awaitable[Any]],
+        path: str,
+        kwargs: dict[str, Any],
+        *,
+        options: dict[str, Any],
+        key: dict[str, Any],
+    ) -> None:
+        self.client = client
+        self.key = key
+        self.real_post = real_post
+        self.path = path
+        self.kwargs = kwargs
+        # raw-response markers never go on the wire: memo builds what they ask for
+        self.kind = _sdk.raw_kind(options.get("headers"))
+        headers = options.get("headers")
+        self.options = dict(options)
+        if headers:
+            self.options["headers"] = _sdk.without_raw_headers(headers)
+        self.timeout = _sdk.read_timeout(client, options)
+        self.url = str(_sdk.HTTP.URL(key["url"], params=key["query"] or None))
+
+    def request_options(self, **extra: Any) -> Any:
+        """The SDK's request options for this call (to parse with), e.g. with a ``post_parser``."""
+        return _sdk.request_options(self.path, self.kwargs.get("body"), {**self.options, **extra})
+
+    def raw(self, http: Any, *, stream: bool, **extra: Any) -> Any:
+        """Return the SDK's raw-response object this call asked for, around ``http``."""
+        return _sdk.api_response(
+            cast("str", self.kind),
+            http,
+            client=self.client,
+            cast_to=self.kwargs.get("cast_to"),
+            stream=stream,
+            stream_cls=self.kwargs.get("stream_cls"),
+            options=self.request_options(**extra),
+        )
+
+
+def _answer_response(call: _Call, answer: Answer[Any]) -> Any:
+    """Return an HTTP response with a stored answer's body and kept headers."""
+    headers = {"content-type": "application/json", **answer.headers}
+    request_id = getattr(answer.value, "_request_id", None)
+    if isinstance(request_id, str):
+        headers.setdefault("x-request-id", request_id)
+    return _sdk.http_response(headers, url=call.url, content=orjson.dumps(api_json(answer.value)))
+
+
+def _stream_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {"content-type": "text/event-stream", **headers}
 
 
 class _OpenAICache:
@@ -174,7 +349,8 @@ class _OpenAICache:
             msg = f"key_headers may not name {', '.join(secret)}: credentials never go into a key"
             raise ValueError(msg)
         self.namespace = namespace
-        self.key_headers = names
+        # The SDK's raw-response markers are how a call asks, not what it asks.
+        self.key_headers = names - _sdk.RAW_HEADERS
         self._options = Options.checked(
             namespace=namespace,
             serializer=None,
@@ -187,11 +363,14 @@ class _OpenAICache:
         # One cached function per response type, since each has its serializer.
         self.functions: dict[Any, CachedFunction[[_Request], Any]] = {}
         self._function(ChatCompletion)
+        # Streams: the ones being started, then the ones going on, per key.
+        self._starting: Flights[Any] = Flights()
+        self._live = LiveStreams()
 
     def _function(self, cast_to: Any) -> CachedFunction[[_Request], Any]:
         function = self.functions.get(cast_to)
         if function is None:
-            options = dataclasses.replace(self._options, serializer=OpenAISerializer(cast_to))
+            options = dataclasses.replace(self._options, serializer=AnswerSerializer(cast_to))
             # The key is the request: memo's own code (_send) is not part of it.
             function = CachedFunction(_send, options, (), track_code=False)
             self.functions[cast_to] = function
@@ -240,15 +419,12 @@ class _OpenAICache:
     ) -> Any:
         """Stand in for ``client.post``: answer from the cache, or send and store."""
         _last_hit.set(False)
-        if (
-            path not in CACHED_PATHS
-            or kwargs.get("files") is not None
-            or kwargs.get("content") is not None
-            or current_mode() is Mode.BYPASS
-        ):
+        if path not in CACHED_PATHS or current_mode() is Mode.BYPASS:
             return await real_post(path, **kwargs)
         options = dict(kwargs.get("options") or {})
-        if any(name.lower() in _RAW_RESPONSE_HEADERS for name in options.get("headers") or ()):
+        reason = _uncacheable(kwargs, options)
+        if reason is not None:
+            _say_uncached(path, reason)
             return await real_post(path, **kwargs)
         try:
             key = self.request_key(client, path, kwargs.get("body"), options)
@@ -256,71 +432,170 @@ class _OpenAICache:
             # The SDK may still manage to send it: a cache problem never costs the answer.
             report_failure(self.namespace, "building the key", exc)
             return await real_post(path, **kwargs)
+        call = _Call(client, real_post, path, kwargs, options=options, key=key)
         if kwargs.get("stream"):
-            return await self._stream(path, key, real_post, kwargs)
+            return await self._stream(call)
         # The per-call post-processing (structured-output parsing, base64
         # decoding) runs after the cache, so the stored value is what the API sent.
-        post_parser = options.pop("post_parser", None)
-        send: Callable[[], Awaitable[Any]]
-        send = functools.partial(real_post, path, **{**kwargs, "options": options})
-        if post_parser is not None:
-            send = functools.partial(_checked, send, post_parser)
-        request = _Request(key, send)
-        result = await self._function(kwargs.get("cast_to"))(request)
+        post_parser = call.options.pop("post_parser", None)
+        request = _Request(key)
+        request.send = functools.partial(_send_answer, call, request, post_parser)
+        function = self._function(kwargs.get("cast_to"))
+        answer = await _within(call.timeout, request.is_sent, call.url, function(request))
         _last_hit.set(not request.sent)
-        if post_parser is not None:
-            result = _post_process(post_parser, result)
-        return result
+        if call.kind is None:
+            value = answer.value
+            return value if post_parser is None else _post_process(post_parser, value)
+        # The caller whose request was sent gets the HTTP response it received;
+        # the others one built from the stored answer.
+        http = request.http if request.http is not None else _answer_response(call, answer)
+        extra = {} if post_parser is None else {"post_parser": post_parser}
+        return call.raw(http, stream=False, **extra)
 
     # -- streams --------------------------------------------------------------
 
-    async def _stream(
-        self,
-        path: str,
-        key: dict[str, Any],
-        real_post: Callable[..., Awaitable[Any]],
-        kwargs: dict[str, Any],
-    ) -> Any:
-        args = get_args(kwargs.get("stream_cls"))
-        if len(args) != 1:  # a stream class memo cannot tell the chunk type of
-            return await real_post(path, **kwargs)
+    async def _stream(self, call: _Call) -> Any:
+        args = get_args(call.kwargs.get("stream_cls"))
+        if len(args) != 1:
+            _say_uncached(
+                call.path,
+                "it asks for a stream class of its own (or one that names no chunk type), "
+                "which a replay is not",
+            )
+            return await call.real_post(call.path, **call.kwargs)
         build = ChunksSerializer(args[0]).build
-        function = self._function(kwargs.get("cast_to"))
-        store_key = function.cache_key(_Request(key))
+        function = self._function(call.kwargs.get("cast_to"))
+        store_key = function.cache_key(_Request(call.key))
         entries = entries_of(function).with_codec(_STREAM_CODEC)
+        while True:
+            mine = _Request(call.key)  # sent: this caller's own request went out
+            if current_mode() is Mode.REFRESH:  # send, record and overwrite; join nothing
+                outcome = await self._start(call, entries, store_key, mine, None)
+            else:
+                broadcast = self._live.find(store_key)
+                if broadcast is not None:  # an identical stream is going on: join it
+                    entries.counters.hits += 1
+                    _last_hit.set(True)
+                    return self._follow(call, broadcast, build)
+                flight = self._starting.find(store_key)
+                if flight is None:
+                    run = functools.partial(self._start, call, entries, store_key, mine)
+                    flight = self._starting.start(store_key, run)
+                else:
+                    entries.counters.hits += 1
+                outcome = await _within(call.timeout, mine.is_sent, call.url, flight.join())
+            starter = mine.sent
+            if isinstance(outcome, _Started) and not starter and outcome.broadcast.abandoned:
+                continue  # its callers all left before this one could join: start afresh
+            break
+        if isinstance(outcome, Recorded):
+            _last_hit.set(True)
+            return self._replay(call, outcome, build, shared=not starter)
+        if isinstance(outcome, _Started):
+            _last_hit.set(not starter)
+            if starter:
+                return self._lead(call, outcome, build)
+            return self._follow(call, outcome.broadcast, build)
+        if starter:  # an answer memo could not record: returned as it came
+            return outcome
+        return await call.real_post(call.path, **call.kwargs)
+
+    async def _start(
+        self,
+        call: _Call,
+        entries: Entries[Any],
+        store_key: str,
+        mine: _Request,
+        flight: Flight[Any] | None,
+    ) -> Any:
+        """Read the stored recording, or send the request and start its broadcast."""
         opened = entries.open()
-        if current_mode() is Mode.NORMAL:
-            found = await opened.read(store_key)
+        if flight is not None:
+            try:
+                found = await opened.read(store_key)
+                flight.check_abandoned()
+            except BaseException:  # cancelled: a lock the read took is given back
+                await opened.release(store_key)
+                raise
             if found is not None:
-                _last_hit.set(True)
-                return ReplayStream(found.value, build)
+                return found.value
         entries.counters.misses += 1
+        mine.sent = True
         try:
-            live = await real_post(path, **kwargs)
+            live = await call.real_post(call.path, **{**call.kwargs, "options": call.options})
         except BaseException:
+            if flight is not None:
+                flight.close()  # its exception is for the callers it has, not for newcomers
             await opened.release(store_key)
             raise
         if not isinstance(live, AsyncStream):
             await opened.release(store_key)
             return live
+        headers = _kept_headers(live.response.headers)
 
-        async def finished(chunks: list[Any]) -> None:
-            # A stream that ended without finishing (a server hanging up) is not stored.
-            if not (_complete(path, key["body"], chunks) and await opened.write(store_key, chunks)):
-                await opened.release(store_key)
+        async def store(chunks: list[Any]) -> bool:
+            stored = await opened.write(store_key, Recorded(chunks, headers))
+            return stored is not None
 
-        async def abandoned() -> None:
-            await opened.release(store_key)
-
-        recording = Recording(
-            live._iterator,
-            finished,
-            functools.partial(entries.fail, "recording the stream"),
-            abandoned,
+        response_close = live.response.aclose
+        broadcast = Broadcast(
+            _own_iterator(live),
+            headers=headers,
+            complete=functools.partial(_complete, call.path, call.key["body"]),
+            store=store,
+            release=functools.partial(opened.release, store_key),
+            failed=functools.partial(entries.fail, "recording the stream"),
+            close=response_close,
         )
-        live._iterator = recording.chunks
-        _settle_on_close(live, recording)
+        if flight is not None:
+            self._live.add(store_key, broadcast)
+        return _Started(broadcast, live)
+
+    def _lead(self, call: _Call, started: _Started, build: Callable[[Any], Any]) -> Any:
+        """Hand the caller whose request was sent its stream: the SDK's, fed by the broadcast."""
+        broadcast, live = started.broadcast, started.live
+        if call.kind is not None:
+            consumer = broadcast.follow()
+            headers = _sdk.wire_headers(live.response)
+            return call.raw(_broadcast_response(call, consumer, headers), stream=True)
+        consumer = broadcast.follow(takes_objects=True)
+        live._iterator = consumer.chunks(functools.partial(broadcast.take, build=build))
+        _close_by_leaving(live, broadcast, consumer)
+        consumer.belongs_to(live)
         return live
+
+    def _follow(self, call: _Call, broadcast: Broadcast, build: Callable[[Any], Any]) -> Any:
+        """Hand a caller that joined a stream in flight its own stream of the same chunks."""
+        consumer = broadcast.follow(
+            timeout=call.timeout, on_timeout=functools.partial(_sdk.timeout_error, call.url)
+        )
+        if call.kind is not None:
+            headers = _stream_headers(broadcast.headers)
+            return call.raw(_broadcast_response(call, consumer, headers), stream=True)
+        chunks = consumer.chunks(functools.partial(broadcast.built, build=build))
+        stream: ReplayStream[Any] = ReplayStream(
+            chunks,
+            headers=_stream_headers(broadcast.headers),
+            url=call.url,
+            on_close=consumer.close,
+        )
+        consumer.belongs_to(stream)
+        return stream
+
+    def _replay(
+        self, call: _Call, recorded: Recorded, build: Callable[[Any], Any], *, shared: bool
+    ) -> Any:
+        """Hand a caller the stored recording."""
+        headers = _stream_headers(recorded.headers)
+        if call.kind is not None:
+            content = b"".join(server_sent_events(call.path, c) for c in recorded.chunks)
+            if call.path == "/chat/completions":
+                content += DONE
+            return call.raw(_sdk.http_response(headers, url=call.url, content=content), stream=True)
+        chunks = recorded.chunks
+        if shared:  # the recording read for several callers: each builds from its own copy
+            chunks = orjson.loads(orjson.dumps(chunks))
+        return ReplayStream(chunks, build, headers=headers, url=call.url)
 
     # -- management -------------------------------------------------------------
 
@@ -336,26 +611,50 @@ class _OpenAICache:
         return await self.functions[ChatCompletion].cache_clear()
 
 
-async def _checked(send: Callable[[], Awaitable[Any]], post_parser: Callable[[Any], Any]) -> Any:
-    """Send, and raise what the SDK's parser raises for the answer, so it is never stored.
+def _uncacheable(kwargs: Mapping[str, Any], options: Mapping[str, Any]) -> str | None:
+    """Why memo cannot cache a call to a cached endpoint, or None."""
+    if kwargs.get("files") is not None:
+        return "it uploads files"
+    if kwargs.get("content") is not None:
+        return "its body is raw content (content=), not JSON memo can key"
+    if _sdk.raw_kind(options.get("headers")) == "custom":
+        return (
+            "it asks for a response class of its own (or one this openai release lacks), "
+            "which memo does not build"
+        )
+    return None
 
-    A structured output cut short (``LengthFinishReasonError``) or that fails
-    the caller's model, or an embedding list that came back empty, raises for
-    the caller as it does without memo; stored, it would raise on every hit.
+
+async def _send_answer(
+    call: _Call, request: _Request, post_parser: Callable[[Any], Any] | None
+) -> Answer[Any]:
+    """Send the request; return the answer the API sent, with its kept headers.
+
+    Asked for as an HTTP response, so that its headers are at hand, and
+    parsed here as the SDK parses it. What the caller's parser raises for
+    (a structured output cut short, that fails the caller's model, an
+    embedding list that came back empty) is raised, so it is never stored:
+    stored, it would raise on every hit.
     """
-    result = await send()
-    _post_process(post_parser, result)
-    return result
+    kwargs = {**call.kwargs, "cast_to": _sdk.HTTP.Response, "options": call.options}
+    http = await call.real_post(call.path, **kwargs)
+    value = _sdk.parse(
+        http, client=call.client, cast_to=call.kwargs.get("cast_to"), options=call.request_options()
+    )
+    if post_parser is not None:
+        _post_process(post_parser, value)
+    request.http = http
+    return Answer(value, _kept_headers(http.headers))
 
 
 def _post_process(post_parser: Callable[[Any], Any], result: Any) -> Any:
     """Run the SDK's per-call parser on this caller's own copy of ``result``.
 
-    Callers that joined one flight share one object, and a parser may change it
-    in place (the base64 embeddings decoder does): a caller that asked for
-    base64 would then get floats. The parser builds a new object for
-    structured outputs, so the request id the SDK sets on what it returns is
-    carried over, as the SDK does after its parser.
+    A parser may change the object in place (the base64 embeddings decoder
+    does), and the object may be the one stored or shared: a caller that
+    asked for base64 would then get floats. The parser builds a new object
+    for structured outputs, so the request id the SDK sets on what it returns
+    is carried over, as the SDK does after its parser.
     """
     if isinstance(result, pydantic.BaseModel):
         result = result.model_copy(deep=True)
@@ -371,23 +670,57 @@ def _post_process(post_parser: Callable[[Any], Any], result: Any) -> Any:
     return parsed
 
 
-def _settle_on_close(stream: AsyncStream[Any], recording: Recording[Any]) -> None:
-    """Make closing ``stream``'s HTTP response settle its recording at once.
+def _own_iterator(live: AsyncStream[Any]) -> AsyncIterator[Any]:
+    """Return a new iterator of ``live``'s chunks that does not keep ``live`` itself alive.
+
+    The SDK's iterator holds its stream object; the broadcast reads from a
+    copy of it instead, so the caller's stream object is collected when the
+    caller drops it, and that caller leaves the broadcast then.
+    """
+    own = copy.copy(live)
+    make = getattr(own, "__stream__", None)
+    if not callable(make):  # pragma: no cover - every SDK release has it
+        return live._iterator
+    # The copy's own iterator, not the one it copied (which holds ``live``).
+    own._iterator = iterator = cast("AsyncIterator[Any]", make())
+    return iterator
+
+
+def _close_by_leaving(live: AsyncStream[Any], broadcast: Broadcast, consumer: Consumer) -> None:
+    """Make closing ``live``'s HTTP response (how its caller stops) leave the broadcast.
 
     Every way a stream is closed ends there: ``close()``, ``async with``, the
-    SDK's ``.stream()`` helpers. Without this, a stream closed early would
-    give back a cross-process lock only when the garbage collector reaches it.
+    SDK's ``.stream()`` helpers. The response itself is the broadcast's: it
+    is closed when the last caller leaves or the stream ends, and by the
+    SDK's own reading of it, which closes it as it reaches the end.
     """
-    response = stream.response
+    response = live.response
     close = response.aclose
 
-    async def close_and_settle() -> None:
-        try:
-            await close()
-        finally:
-            await recording.closed()
+    async def leave_then_close() -> None:
+        if not broadcast.reading():
+            await consumer.close()
+            if not broadcast.done:
+                return
+        await close()
 
-    vars(response)["aclose"] = close_and_settle
+    vars(response)["aclose"] = leave_then_close
+
+
+def _broadcast_response(call: _Call, consumer: Consumer, headers: Any) -> Any:
+    """Return an HTTP response whose body is the broadcast's chunks as server-sent events."""
+    broadcast = consumer.broadcast
+
+    async def events() -> AsyncGenerator[bytes, None]:
+        async for chunk in consumer.chunks(lambda index: broadcast.chunks[index]):
+            if chunk is not None:  # None: a chunk that could not be recorded
+                yield server_sent_events(call.path, chunk)
+        if call.path == "/chat/completions" and broadcast.finished():
+            yield DONE
+
+    http = _sdk.http_response(headers, url=call.url, stream=Body(events(), consumer.close))
+    consumer.belongs_to(http)
+    return http
 
 
 def _complete(path: str, body: Any, chunks: list[Any]) -> bool:
@@ -480,12 +813,16 @@ def cached(
     The key is the request as the SDK sends it: method, URL (so the base URL),
     query (``extra_query``) and body (``extra_body`` merged in). The API key,
     ``timeout``, ``max_retries`` and headers are not part of it, and nothing
-    but the request's key and the API's answer is stored.
+    but the request's key, the API's answer and a few response headers that
+    carry no credential (``x-request-id``, ``openai-version``, ...) is stored.
+    ``with_raw_response`` and ``with_streaming_response`` calls share the
+    entries and get the SDK's own raw-response objects.
 
     ``stream=True`` requests are forwarded live while their chunks are
-    recorded; a stream that finishes is stored and replayed chunk by chunk on
-    a hit (a ``ReplayStream``). Identical non-streamed requests in flight at
-    the same time are sent once.
+    recorded; a stream is stored as soon as it is complete and replayed chunk
+    by chunk on a hit (a ``ReplayStream``). Identical requests in flight at
+    the same time are sent once, streams included; a caller that joins one
+    keeps its own ``timeout``.
 
     Args:
         client: an ``openai.AsyncOpenAI`` (or ``AsyncAzureOpenAI``) client; it is

@@ -9,6 +9,7 @@ equals the one the SDK built, however unusual the payload.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import orjson
@@ -21,7 +22,16 @@ from memo._names import qualified_name
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["ChatCompletionSerializer", "ChunksSerializer", "OpenAISerializer", "RecordedChunks"]
+__all__ = [
+    "Answer",
+    "AnswerSerializer",
+    "ChatCompletionSerializer",
+    "ChunksSerializer",
+    "OpenAISerializer",
+    "Recorded",
+    "RecordedChunks",
+    "RecordingSerializer",
+]
 
 T = TypeVar("T")
 
@@ -64,11 +74,14 @@ class OpenAISerializer(Generic[T]):
         Raises:
             TypeError: ``value`` is not a pydantic model.
         """
+        return orjson.dumps(self._payload(value))
+
+    def _payload(self, value: T) -> dict[str, Any]:
         request_id = getattr(value, "_request_id", None)
         payload = {"response": api_json(value)}
         if isinstance(request_id, str):
             payload["request_id"] = request_id
-        return orjson.dumps(payload)
+        return payload
 
     def loads(self, data: bytes) -> T:
         """Rebuild the response object from ``dumps``'s bytes.
@@ -76,7 +89,9 @@ class OpenAISerializer(Generic[T]):
         Raises:
             ValueError: the bytes are not a stored response.
         """
-        payload = orjson.loads(data)
+        return self._value(orjson.loads(data))
+
+    def _value(self, payload: Any) -> T:
         if not isinstance(payload, dict) or not isinstance(payload.get("response"), dict):
             msg = f"stored value is not a {qualified_name(self.type)} payload"
             raise ValueError(msg)
@@ -168,9 +183,95 @@ class RecordedChunks:
         Raises:
             ValueError: the bytes are not recorded chunks.
         """
+        return _chunks(orjson.loads(data))
+
+
+def _chunks(payload: Any) -> list[dict[str, Any]]:
+    chunks = payload.get("chunks") if isinstance(payload, dict) else None
+    if not isinstance(chunks, list) or not all(isinstance(c, dict) for c in chunks):
+        msg = "stored value is not a recorded stream"
+        raise ValueError(msg)
+    return chunks
+
+
+def _headers(payload: dict[str, Any]) -> dict[str, str]:
+    # Entries written before memo kept headers have none: an empty mapping.
+    headers = payload.get("headers")
+    if not isinstance(headers, dict):
+        return {}
+    return {k: v for k, v in headers.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer(Generic[T]):
+    """A response object and the response headers kept with it (see ``memo.openai``)."""
+
+    value: T
+    headers: dict[str, str]
+
+
+class AnswerSerializer(Generic[T]):
+    """``OpenAISerializer``'s format, with the kept response headers beside the response.
+
+    It writes ``{"response": ..., "request_id": ..., "headers": {...}}`` under
+    ``OpenAISerializer``'s id: each reads what the other wrote (an entry
+    without headers reads back with none).
+    """
+
+    def __init__(self, tp: type[T] | Any) -> None:
+        self._response = OpenAISerializer[T](tp)
+        self.memo_id = self._response.memo_id
+
+    def dumps(self, value: Answer[T]) -> bytes:
+        """Return the answer as JSON bytes."""
+        payload = self._response._payload(value.value)
+        if value.headers:
+            payload["headers"] = value.headers
+        return orjson.dumps(payload)
+
+    def loads(self, data: bytes) -> Answer[T]:
+        """Rebuild the answer from ``dumps``'s (or ``OpenAISerializer.dumps``'s) bytes.
+
+        Raises:
+            ValueError: the bytes are not a stored response.
+        """
         payload = orjson.loads(data)
-        chunks = payload.get("chunks") if isinstance(payload, dict) else None
-        if not isinstance(chunks, list) or not all(isinstance(c, dict) for c in chunks):
-            msg = "stored value is not a recorded stream"
-            raise ValueError(msg)
-        return chunks
+        value = self._response._value(payload)
+        return Answer(value, _headers(payload))
+
+    def __repr__(self) -> str:
+        return f"AnswerSerializer({qualified_name(self._response.type)})"
+
+
+@dataclasses.dataclass(frozen=True)
+class Recorded:
+    """A recorded stream: its chunks as JSON objects, and the response headers kept with them."""
+
+    chunks: list[dict[str, Any]]
+    headers: dict[str, str]
+
+
+class RecordingSerializer:
+    """``RecordedChunks``'s format, with the kept response headers beside the chunks.
+
+    It writes ``{"chunks": [...], "headers": {...}}`` under the same id:
+    each reads what the other wrote.
+    """
+
+    memo_id = RecordedChunks.memo_id
+
+    def dumps(self, value: Recorded) -> bytes:
+        """Return the recording as JSON bytes."""
+        payload: dict[str, Any] = {"chunks": list(value.chunks)}
+        if value.headers:
+            payload["headers"] = value.headers
+        return orjson.dumps(payload)
+
+    def loads(self, data: bytes) -> Recorded:
+        """Return the recording.
+
+        Raises:
+            ValueError: the bytes are not recorded chunks.
+        """
+        payload = orjson.loads(data)
+        return Recorded(_chunks(payload), _headers(payload))
