@@ -339,6 +339,8 @@ class DiskStore:
             con.execute(f"PRAGMA busy_timeout = {wait}")
             row = con.execute(SELECT_VALUE, (key, time.time())).fetchone()
         except sqlite3.Error as exc:
+            if _not_created_yet(exc):
+                return None  # another process has made cache.db but not its tables yet
             if not is_busy(exc):
                 self._drop_reader_if_replaced()
             raise
@@ -567,6 +569,10 @@ class _Reader:
         # Holds the connection, not the reader: runs once, when the reader is
         # collected (its thread ended), at close(), or at exit, whichever is first.
         self.close = weakref.finalize(self, con.close)
+
+
+def _not_created_yet(exc: sqlite3.Error) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "no such table" in str(exc)
 
 
 class _Resources:
