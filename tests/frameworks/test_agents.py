@@ -51,7 +51,6 @@ async def test_run(model: Any, openai_server: FakeOpenAI) -> None:
     assert answers(second) == answers(first)
 
 
-@pytest.mark.parametrize("model", ["chat_completions"], indirect=True)
 async def test_run_streamed(model: Any, openai_server: FakeOpenAI) -> None:
     """`Runner.run_streamed` replays the same events and the same final output."""
     agent = agents.Agent(name="assistant", instructions="Answer briefly.", model=model)
