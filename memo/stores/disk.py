@@ -166,10 +166,6 @@ class DiskStore:
         self._disk = SafeDisk(str(self.directory))
         _stores.add(self)
 
-    @property
-    def _cache(self) -> diskcache.Cache | None:
-        return self._resources.cache
-
     def _ensure_directory(self) -> None:
         # On the caller's thread, once: a MemoWarning about the folder's mode
         # then points at the caller, and is not swallowed by a worker thread.
