@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import nox
@@ -10,7 +12,7 @@ import nox
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["lint", "typecheck", "tests", "frameworks", "docs"]
+nox.options.sessions = ["lint", "typecheck", "tests", "frameworks", "docs", "package"]
 
 
 # Every supported Python: some defects (asyncio, inspect, redis-py's timeouts)
@@ -74,7 +76,45 @@ def typecheck(session: nox.Session) -> None:
 def docs(session: nox.Session) -> None:
     """Build the documentation site with mkdocs --strict (offline)."""
     session.install("-e", ".[docs]")
-    session.run("mkdocs", "build", "--strict", "--site-dir", "site")
+    # mkdocs-material prints a banner about its successor unless told not to.
+    session.run(
+        "mkdocs", "build", "--strict", "--site-dir", "site", env={"NO_MKDOCS_2_WARNING": "1"}
+    )
+
+
+@nox.session
+def package(session: nox.Session) -> None:
+    """Build the wheel and sdist, check them, and run the demo from the wheel in a new venv.
+
+    What a user gets from `pip install memo-cache[openai,redis]`: the wheel
+    (not this checkout) with its extras, in an environment that has never
+    seen memo, run from outside the source tree.
+    """
+    session.install("build>=1.2", "twine>=5")
+    dist = Path(session.create_tmp()) / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    session.run("python", "-m", "build", "--outdir", str(dist), ".")
+    session.run("twine", "check", "--strict", *map(str, sorted(dist.iterdir())))
+    (wheel,) = dist.glob("memo_cache-*.whl")
+    with tempfile.TemporaryDirectory(prefix="memo-wheel-") as tmp:
+        venv = Path(tmp) / "venv"
+        session.run("python", "-m", "venv", str(venv))
+        python = str(venv / "bin" / "python")
+        session.run(python, "-m", "pip", "install", "-q", f"{wheel}[openai,redis]", external=True)
+        env = {"MEMO_CACHE_DIR": str(Path(tmp) / "cache")}
+        with session.chdir(tmp):  # away from the checkout: `import memo` must find the wheel
+            check = (
+                "import memo, memo.openai, memo.stores.redis, pathlib; "
+                "assert 'site-packages' in memo.__file__, memo.__file__; "
+                "assert (pathlib.Path(memo.__file__).parent / 'py.typed').exists(); "
+                "print('memo', memo.__version__, 'from', memo.__file__)"
+            )
+            session.run(python, "-c", check, external=True, env=env)
+            session.run(python, "-m", "memo", external=True, env=env)
+            out = session.run(python, "-m", "memo", external=True, env=env, silent=True)
+            if "Call 1 was read from disk" not in str(out):
+                session.error(f"the second demo run did not hit the first run's entry:\n{out}")
+            session.run(str(venv / "bin" / "memo"), "stats", external=True, env=env)
 
 
 @nox.session(default=False)

@@ -22,7 +22,7 @@ MODEL = os.environ.get("MEMO_EXAMPLE_MODEL", "gpt-4o-mini")
 HOW_TO_RUN = """\
 This example calls the OpenAI API, so it needs a key:
 
-    pip install 'memo[openai]'
+    pip install 'memo-cache[openai]'
     OPENAI_API_KEY=sk-... python examples/cached_chat.py "What is caching?"
 
 Set OPENAI_BASE_URL as well to use another OpenAI-compatible server, and

@@ -206,6 +206,23 @@ async def test_expire_drops_expired_entries_of_every_namespace(tmp_path: Path) -
     await store.close()
 
 
+async def test_each_write_drops_up_to_ten_expired_entries(tmp_path: Path) -> None:
+    """As docs/controlling.md says: a write also drops the ten oldest-expired rows of the folder."""
+    folder = tmp_path / "cull"
+    store = DiskStore(folder)
+    for i in range(15):
+        await store.set(f"a:{i:02}", b"1", ttl=3600)
+    await store.set("b:kept", b"2", ttl=3600)
+    with contextlib.closing(sqlite3.connect(folder / "cache.db")) as db, db:
+        # Expired by hand, in order: a:00 expired first.
+        for i in range(15):
+            db.execute("UPDATE Cache SET expire_time = ? WHERE key = ?", (1 + i, f"a:{i:02}"))
+    await store.set("c:new", b"3")  # any namespace's write culls
+    assert _rows(folder) == [*(f"a:{i:02}" for i in range(10, 15)), "b:kept", "c:new"]
+    assert await store.get("a:14") is None  # expired rows left behind read as misses
+    await store.close()
+
+
 async def test_clear_all_drops_every_entry_of_the_folder(tmp_path: Path) -> None:
     """clear_all() drops the entries of every namespace and function; the store stays usable."""
     folder = tmp_path / "clear-all"

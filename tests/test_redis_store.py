@@ -89,7 +89,7 @@ def test_import_memo_without_redis() -> None:
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
-    assert "pip install 'memo[redis]'" in out.stdout
+    assert "pip install 'memo-cache[redis]'" in out.stdout
 
 
 @pytest.mark.parametrize(

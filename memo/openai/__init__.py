@@ -1,4 +1,4 @@
-"""Ready-made caching for the official ``openai`` SDK (install ``memo[openai]``).
+"""Ready-made caching for the official ``openai`` SDK (install ``memo-cache[openai]``).
 
 Make an existing client cached where it stands::
 
@@ -15,7 +15,7 @@ or decorate your own helper with ``serializer=ChatCompletionSerializer()``.
 try:
     import openai  # noqa: F401
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    msg = "memo.openai needs the openai package; install it with `pip install 'memo[openai]'`"
+    msg = "memo.openai needs the openai package; install it with `pip install 'memo-cache[openai]'`"
     raise ImportError(msg) from exc
 
 from memo.openai._client import (

@@ -481,10 +481,10 @@ class DiskStore:
     async def expire(self) -> int:
         """Drop every expired entry of the folder now, in all namespaces.
 
-        An expired entry already reads as a miss, but it stays on disk until
-        it is overwritten or culled; this frees its space now. Entries go in
-        batches, so other processes can write in between; each batch may
-        wait up to ``timeout`` for SQLite's lock.
+        An expired entry already reads as a miss, and each write drops up to
+        ten expired entries; this drops them all now and frees their space.
+        Entries go in batches, so other processes can write in between; each
+        batch may wait up to ``timeout`` for SQLite's lock.
 
         Returns:
             How many entries were dropped.

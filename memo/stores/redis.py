@@ -63,7 +63,7 @@ __all__ = ["RedisBusyError", "RedisStore", "RedisUnavailableError"]
 
 T = TypeVar("T")
 
-INSTALL = "pip install 'memo[redis]'"
+INSTALL = "pip install 'memo-cache[redis]'"
 _SCHEMES = ("redis", "rediss", "unix")
 # Characters that Redis glob patterns (SCAN MATCH) treat specially.
 _GLOB = re.compile(r"([\\*?\[\]])")
@@ -293,7 +293,7 @@ class RedisStore:
             (``password``, ``ssl_ca_certs``, ``health_check_interval``, ...).
 
     Raises:
-        ImportError: the ``redis`` package is missing (``pip install 'memo[redis]'``).
+        ImportError: the ``redis`` package is missing (``pip install 'memo-cache[redis]'``).
         TypeError: neither or both of ``url`` and ``client`` were given.
         ValueError: the URL's scheme is not one Redis understands, or a
             number is out of range.
