@@ -63,14 +63,35 @@ async def per_op(op: Any, args: list[Any], rounds: int = ROUNDS) -> float:
     return statistics.median(times)
 
 
-def per_op_sync(op: Any, args: list[Any], rounds: int = ROUNDS) -> float:
-    times = []
+async def per_op_each(ops: list[Any], args: list[Any], rounds: int = ROUNDS) -> list[float]:
+    """``per_op`` for several ops, their rounds interleaved.
+
+    On a shared machine the load changes from second to second; taking turns
+    gives every op the same share of it, so their ratio holds.
+    """
+    for op in ops:
+        for arg in args[: max(1, len(args) // 10)]:
+            await op(arg)
+    times: list[list[float]] = [[] for _ in ops]
     for _ in range(rounds):
-        start = time.perf_counter()
-        for arg in args:
-            op(arg)
-        times.append((time.perf_counter() - start) / len(args))
-    return statistics.median(times)
+        for op, samples in zip(ops, times, strict=True):
+            start = time.perf_counter()
+            for arg in args:
+                await op(arg)
+            samples.append((time.perf_counter() - start) / len(args))
+    return [statistics.median(samples) for samples in times]
+
+
+def per_op_sync(ops: list[Any], args: list[Any], rounds: int = ROUNDS) -> list[float]:
+    """Median seconds per call of each ``op(arg)``, their rounds interleaved."""
+    times: list[list[float]] = [[] for _ in ops]
+    for _ in range(rounds):
+        for op, samples in zip(ops, times, strict=True):
+            start = time.perf_counter()
+            for arg in args:
+                op(arg)
+            samples.append((time.perf_counter() - start) / len(args))
+    return [statistics.median(samples) for samples in times]
 
 
 # -- workloads ----------------------------------------------------------------
@@ -151,6 +172,12 @@ def loop_stall_ticker(stop: asyncio.Event, worst: list[float]) -> asyncio.Task[N
 class Report:
     def __init__(self) -> None:
         self.rows: list[tuple[str, str, str]] = []
+        # (group, what, ratio, target): what the chart draws and --json keeps.
+        self.headlines: list[tuple[str, str, float, float | None]] = []
+
+    def headline(self, group: str, what: str, ratio: float, target: float | None = None) -> None:
+        """Keep a ratio for the chart: memo's cost over a baseline's (lower is better)."""
+        self.headlines.append((group, what, ratio, target))
 
     def section(self, title: str) -> None:
         print(f"\n## {title}\n")
@@ -189,15 +216,17 @@ async def bench_hits(folder: Path, report: Report, n: int) -> float:
 
     for x in ids:
         await small(x)
-    floor = small_floor_cost = await per_op(small_floor, ids)
-    thread = await per_op(small_thread, ids)
-    notebook = await per_op(small_notebook, ids)
-    mine = await per_op(small, ids)
+    floor, thread, notebook, mine = await per_op_each(
+        [small_floor, small_thread, small_notebook, small], ids
+    )
+    small_floor_cost = floor
     report.row("floor (inline diskcache)", f"{median_us([floor]):.1f} µs")
     report.row("thread floor (asyncio.to_thread)", f"{median_us([thread]):.1f} µs")
     report.row("notebook approach", f"{median_us([notebook]):.1f} µs")
     report.row("memo", f"{median_us([mine]):.1f} µs", f"{mine / floor:.2f}× floor (target ≤ 2)")
     report.row("", "", f"{notebook / mine:.1f}× faster than notebook")
+    report.headline("vs the floor", "small hit", mine / floor, 2)
+    report.headline("vs the notebook", "small hit", mine / notebook)
     info = small.cache_info()
     assert info.errors == 0, info
 
@@ -240,10 +269,9 @@ async def bench_hits(folder: Path, report: Report, n: int) -> float:
     async def chat_memo(request: dict[str, Any]) -> ChatCompletion:
         return await ask(**request)
 
-    floor = await per_op(chat_floor, requests)
-    thread = await per_op(chat_thread, requests)
-    notebook = await per_op(chat_notebook, requests)
-    mine = await per_op(chat_memo, requests)
+    floor, thread, notebook, mine = await per_op_each(
+        [chat_floor, chat_thread, chat_notebook, chat_memo], requests
+    )
     assert await chat_memo(requests[3]) == chat_completion(3)
     assert ask.cache_info().errors == 0, ask.cache_info()
     report.row("floor (inline diskcache)", f"{median_us([floor]):.1f} µs")
@@ -251,18 +279,19 @@ async def bench_hits(folder: Path, report: Report, n: int) -> float:
     report.row("notebook approach", f"{median_us([notebook]):.1f} µs")
     report.row("memo", f"{median_us([mine]):.1f} µs", f"{mine / floor:.2f}× floor (target ≤ 1.5)")
     report.row("", "", f"{notebook / mine:.1f}× faster than notebook")
+    report.headline("vs the floor", "chat hit", mine / floor, 1.5)
+    report.headline("vs the notebook", "chat hit", mine / notebook)
 
     # Key building alone, for the chat request.
     report.section("Key building alone (the chat request)")
-    bare = per_op_sync(
-        lambda r: hashlib.sha256(orjson.dumps(r, option=orjson.OPT_SORT_KEYS)).hexdigest(),
+    bare, old, mine = per_op_sync(
+        [
+            lambda r: hashlib.sha256(orjson.dumps(r, option=orjson.OPT_SORT_KEYS)).hexdigest(),
+            lambda r: hashlib.md5(json.dumps(r, sort_keys=True).encode()).hexdigest(),
+            lambda r: ask.cache_key(**r),
+        ],
         requests,
     )
-    old = per_op_sync(
-        lambda r: hashlib.md5(json.dumps(r, sort_keys=True).encode()).hexdigest(),
-        requests,
-    )
-    mine = per_op_sync(lambda r: ask.cache_key(**r), requests)
     report.row("orjson + sha256 of the dict", f"{median_us([bare]):.2f} µs")
     report.row("json.dumps + md5 (notebook)", f"{median_us([old]):.2f} µs")
     report.row(
@@ -271,6 +300,8 @@ async def bench_hits(folder: Path, report: Report, n: int) -> float:
         f"{mine / bare:.2f}× bare (target ≤ 1.5)",
     )
     report.row("", "", f"{old / mine:.1f}× faster than notebook (≥ 4)")
+    report.headline("vs the floor", "key building", mine / bare, 1.5)
+    report.headline("vs the notebook", "key building", mine / old, 0.25)
     return small_floor_cost
 
 
@@ -320,6 +351,7 @@ async def bench_misses(folder: Path, report: Report, n: int) -> float:
     floor, mine = statistics.median(floor_times), statistics.median(memo_times)
     report.row("thread floor (to_thread get + set)", f"{median_us([floor]):.1f} µs")
     report.row("memo", f"{median_us([mine]):.1f} µs", f"{mine / floor:.2f}× floor (target ≤ 1.2)")
+    report.headline("vs the floor", "miss", mine / floor, 1.2)
     return floor
 
 
@@ -359,6 +391,7 @@ async def bench_concurrency(folder: Path, report: Report) -> float:
     report.row("notebook: wall time", f"{nb_wall * 1e3:.1f} ms")
     report.row("memo: invocations", str(calls["memo"]), "target: exactly 50")
     report.row("memo: wall time", f"{wall * 1e3:.1f} ms", f"{wall / 0.020:.2f}× the 20 ms function")
+    report.headline("vs the notebook", "1,000-call burst", wall / nb_wall)
     return wall
 
 
@@ -475,9 +508,59 @@ async def bench_stall(folder: Path, report: Report, hold: float) -> None:
     report.row("errors counted", str(info.errors), f"{info.hits:,} hits, {info.misses} misses")
 
 
+def draw_chart(
+    headlines: list[tuple[str, str, float, float | None]], path: Path, machine: str
+) -> None:
+    """One panel per group: memo's cost as a multiple of each baseline, targets marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no screen: draw straight to the file
+    import matplotlib.pyplot as plt
+
+    groups = list(dict.fromkeys(group for group, *_ in headlines))
+    figure, axes = plt.subplots(
+        len(groups), 1, figsize=(8, 1.2 + 0.45 * len(headlines)), squeeze=False
+    )
+    for ax, group in zip(axes[:, 0], groups, strict=True):
+        rows = [(what, ratio, target) for g, what, ratio, target in headlines if g == group]
+        names = [what for what, _, _ in rows][::-1]
+        ratios = [ratio for _, ratio, _ in rows][::-1]
+        targets = [target for _, _, target in rows][::-1]
+        colors = [
+            "#2e7d32" if target is None or ratio <= target else "#c62828"
+            for ratio, target in zip(ratios, targets, strict=True)
+        ]
+        bars = ax.barh(names, ratios, color=colors)
+        for bar, ratio in zip(bars, ratios, strict=True):
+            ax.text(
+                bar.get_width(),
+                bar.get_y() + bar.get_height() / 2,
+                f" {ratio:.2f}×",
+                va="center",
+                fontsize=9,
+            )
+        for y, target in enumerate(targets):
+            if target is not None:
+                ax.plot([target, target], [y - 0.4, y + 0.4], color="black", linewidth=2)
+        ax.axvline(1.0, color="grey", linestyle=":", linewidth=1)
+        ax.set_title(
+            f"memo's cost {group} (× its cost; lower is better; | = target)",
+            fontsize=10,
+            loc="left",
+        )
+        ax.set_xlim(0, max([*ratios, *(t for t in targets if t is not None)]) * 1.25)
+    figure.suptitle(f"memo benchmark: {machine}", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer calls and entries")
+    parser.add_argument("--json", type=Path, help="also write the headline ratios to this file")
+    parser.add_argument(
+        "--chart", type=Path, help="draw the headline ratios to this PNG (needs matplotlib)"
+    )
     options = parser.parse_args()
     n = 200 if options.quick else 1000
     big = 20_000 if options.quick else 200_000
@@ -503,6 +586,19 @@ async def main() -> None:
         )
         await bench_size(folder, report, big, n)
         await bench_stall(folder, report, hold=1.0 if options.quick else 2.0)
+    machine = (
+        f"{platform.python_implementation()} {platform.python_version()}, "
+        f"{platform.machine()}, {os.cpu_count()} cores, memo {memo.__version__}"
+    )
+    if options.json:
+        rows = [
+            {"group": group, "what": what, "ratio": round(ratio, 4), "target": target}
+            for group, what, ratio, target in report.headlines
+        ]
+        options.json.write_text(json.dumps({"machine": machine, "ratios": rows}, indent=2) + "\n")
+    if options.chart:
+        draw_chart(report.headlines, options.chart, machine)
+        print(f"\nchart: {options.chart}")
 
 
 if __name__ == "__main__":
