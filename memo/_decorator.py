@@ -11,10 +11,8 @@ writing entries (failing open, counting) in ``memo._entries``.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
-import pickle
 from contextvars import ContextVar, Token
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
@@ -30,6 +28,9 @@ from memo._serializers import serializer_for
 from memo.stores.base import store_key
 
 if TYPE_CHECKING:
+    # asyncio is imported where used: by then a running event loop has
+    # loaded it, and `import memo` stays light.
+    import asyncio
     import datetime
     import os
     from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -55,6 +56,8 @@ _computing: ContextVar[Mapping[tuple[int, str], asyncio.Task[Any] | None]] = Con
 def _mark_computing(
     function: object, key: str
 ) -> Token[Mapping[tuple[int, str], asyncio.Task[Any] | None]]:
+    import asyncio  # noqa: PLC0415 - loaded by the running loop already
+
     return _computing.set({**_computing.get(), (id(function), key): asyncio.current_task()})
 
 
@@ -291,6 +294,8 @@ class CachedFunction(Generic[P, R]):
     def __reduce__(self) -> str:
         qualname = vars(self).get("__qualname__")
         if not isinstance(qualname, str):
+            import pickle  # noqa: PLC0415 - rarely needed
+
             msg = f"cannot pickle {self!r}: the function it wraps has no qualified name"
             raise pickle.PicklingError(msg)
         return qualname

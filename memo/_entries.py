@@ -23,7 +23,6 @@ from memo._envelope import Codec
 from memo._report import report_failure, warn
 from memo._serializers import JsonSerializer, serializer_for
 from memo.stores.base import WouldBlock
-from memo.stores.disk import shared_disk_store
 
 if TYPE_CHECKING:
     import os
@@ -159,6 +158,10 @@ class StoreSlot:
             Exception: the default folder's store cannot be made.
         """
         if self._store is None:
+            # Imported here: a program that never opens the default store
+            # never loads diskcache and SQLite.
+            from memo.stores.disk import shared_disk_store  # noqa: PLC0415
+
             store = shared_disk_store(self._directory)
             _claim_namespace(store, self.namespace, self.owner)
             self._store = store

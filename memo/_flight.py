@@ -24,12 +24,14 @@ concurrent callers never start two runs for one key.
 
 from __future__ import annotations
 
-import asyncio
 import weakref
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
+    # Imported where used: by then a running event loop has loaded asyncio,
+    # and `import memo` stays light.
+    import asyncio
     from collections.abc import Callable, Coroutine
 
 __all__ = ["Flight", "Flights"]
@@ -66,6 +68,8 @@ class Flight(Generic[T]):
         self._superseded = False
         self._abandoned = False
         self._waiting_on: Flight[Any] | None = None
+        import asyncio  # noqa: PLC0415 - loaded by the running loop already
+
         table[key] = self
         self._task = asyncio.get_running_loop().create_task(self._run_as_self(run(self)))
         self._task.add_done_callback(self._land)
@@ -77,6 +81,8 @@ class Flight(Generic[T]):
         caller to leave cancels it, and a caller arriving while the cancelled
         run winds down starts afresh instead of joining it.
         """
+        import asyncio  # noqa: PLC0415 - loaded by the running loop already
+
         me = _running.get()
         if me is not None and me._task is not asyncio.current_task():
             me = None  # a task the run spawned: what it waits for is not the run's
@@ -112,6 +118,8 @@ class Flight(Generic[T]):
         calls this before it starts anything that nobody waits for any more.
         """
         if self._abandoned:
+            import asyncio  # noqa: PLC0415 - loaded by the running loop already
+
             raise asyncio.CancelledError
 
     def close(self) -> None:
@@ -152,6 +160,8 @@ class Flights(Generic[T]):
         self._tables = weakref.WeakKeyDictionary()
 
     def _table(self) -> dict[str, Flight[T]]:
+        import asyncio  # noqa: PLC0415 - loaded by the running loop already
+
         loop = asyncio.get_running_loop()
         table = self._tables.get(loop)
         if table is None:

@@ -33,18 +33,15 @@ import base64
 import collections
 import dataclasses
 import datetime
-import decimal
 import enum
 import hashlib
 import math
-import pathlib
 import sys
 import types
 import uuid
 from typing import TYPE_CHECKING, Any
 
 import orjson
-import pydantic
 
 from memo._names import importable_name, qualified_name
 
@@ -270,7 +267,8 @@ def _canonical_object(value: Any, cls: type, depth: int) -> Any:  # noqa: PLR091
         return ["\x00custom", [name, _memo_key(value, cls, depth)]]
     if isinstance(value, enum.Enum):
         return ["\x00enum", [name, canonical(value.value, depth)]]
-    if isinstance(value, pydantic.BaseModel):
+    pydantic = sys.modules.get("pydantic")  # no model exists unless pydantic is imported
+    if pydantic is not None and isinstance(value, pydantic.BaseModel):
         fields = _fields(value, type(value).model_fields, depth)
         extra = value.__pydantic_extra__
         return ["\x00model", [name, fields, canonical(extra, depth) if extra else None]]
@@ -296,12 +294,15 @@ def _canonical_object(value: Any, cls: type, depth: int) -> Any:  # noqa: PLR091
     if isinstance(value, uuid.UUID):
         text = ["\x00uuid", uuid.UUID.__str__(value)]
         return text if cls is uuid.UUID else ["\x00subclass", [name, text]]
-    if isinstance(value, decimal.Decimal):
+    # No Decimal or path exists unless its module is imported: memo does not import them.
+    decimal = sys.modules.get("decimal")
+    if decimal is not None and isinstance(value, decimal.Decimal):
         # str keeps what == drops: Decimal("1.0") and Decimal("1.00") print,
         # quantize and round differently, so they are two keys.
         text = ["\x00decimal", decimal.Decimal.__str__(value)]
         return text if cls is decimal.Decimal else ["\x00subclass", [name, text]]
-    if isinstance(value, pathlib.PurePath):
+    pathlib = sys.modules.get("pathlib")
+    if pathlib is not None and isinstance(value, pathlib.PurePath):
         if getattr(pathlib, cls.__qualname__, None) is cls:
             # Python 3.13 moved pathlib's classes to pathlib._local: name them
             # as pathlib exports them, so a path has one key on every Python.

@@ -7,7 +7,6 @@ import os
 import sys
 import threading
 import warnings
-from pathlib import Path
 
 __all__ = ["MemoWarning", "logger", "report_failure", "warn"]
 
@@ -18,7 +17,7 @@ class MemoWarning(UserWarning):
     """A setup memo can work with but that is probably a mistake."""
 
 
-_PACKAGE = str(Path(__file__).parent) + os.sep
+_PACKAGE = os.path.dirname(__file__) + os.sep
 
 
 def warn(message: str) -> None:

@@ -12,9 +12,8 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
+import sys
 from typing import Any
-
-import pydantic
 
 __all__ = ["difference"]
 
@@ -53,12 +52,15 @@ def _difference(a: Any, b: Any, path: str, seen: set[tuple[int, int]]) -> str | 
             if found is not None:
                 return found
         return None
-    if isinstance(a, (pydantic.SecretStr, pydantic.SecretBytes)):
-        return None if a == b else f"{path} is a secret that would be stored masked"
-    if isinstance(a, pydantic.BaseModel):
-        state = (a.__dict__, a.__pydantic_extra__, a.__pydantic_private__)
-        other = (b.__dict__, b.__pydantic_extra__, b.__pydantic_private__)
-        return _difference(state, other, path, seen)
+    # No pydantic value exists unless pydantic is imported: memo does not import it for them.
+    pydantic = sys.modules.get("pydantic")
+    if pydantic is not None:
+        if isinstance(a, (pydantic.SecretStr, pydantic.SecretBytes)):
+            return None if a == b else f"{path} is a secret that would be stored masked"
+        if isinstance(a, pydantic.BaseModel):
+            state = (a.__dict__, a.__pydantic_extra__, a.__pydantic_private__)
+            other = (b.__dict__, b.__pydantic_extra__, b.__pydantic_private__)
+            return _difference(state, other, path, seen)
     if dataclasses.is_dataclass(a):
         for field in dataclasses.fields(a):
             x, y = getattr(a, field.name), getattr(b, field.name)

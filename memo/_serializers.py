@@ -15,10 +15,13 @@ import typing
 from typing import Any, Generic, Literal, Protocol, TypeVar, Union, runtime_checkable
 
 import orjson
-import pydantic
 
 from memo._names import qualified_name
 from memo._report import logger
+
+if typing.TYPE_CHECKING:
+    # Imported where used: a program that stores only JSON never loads pydantic.
+    import pydantic
 
 __all__ = [
     "JsonSerializer",
@@ -130,6 +133,8 @@ class PydanticSerializer(Generic[T]):
 
     def __init__(self, tp: type[T] | Any) -> None:
         self.type = tp
+        import pydantic  # noqa: PLC0415 - see the note at the top
+
         self.memo_id = f"pydantic:{qualified_name(tp)}"
         try:
             # Non-finite floats as JSON constants, so NaN never becomes None;
@@ -229,6 +234,8 @@ def infer_serializer(annotation: Any) -> Serializer[Any]:
     """
     if _json_safe(annotation):
         return JsonSerializer()
+    import pydantic  # noqa: PLC0415 - see the note at the top
+
     try:
         return PydanticSerializer(annotation)
     except pydantic.PydanticSchemaGenerationError as exc:

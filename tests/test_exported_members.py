@@ -15,10 +15,11 @@ import memo.stores
 def test_all_lists_exactly_the_public_members(module: types.ModuleType) -> None:
     """__all__ is sorted and equals the public names the module holds (submodules aside)."""
     exported = set(module.__all__)
+    # dir(), not vars(): a public name is imported on first use (PEP 562).
     public = {
         name
-        for name, value in vars(module).items()
-        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+        for name in dir(module)
+        if not name.startswith("_") and not isinstance(getattr(module, name), types.ModuleType)
     }
     assert exported == public
     assert list(module.__all__) == sorted(module.__all__)

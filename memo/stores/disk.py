@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import math
 import os
@@ -13,7 +12,6 @@ import threading
 import time
 import warnings
 import weakref
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -34,6 +32,10 @@ from memo.stores.base import WouldBlock, namespace_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    # asyncio and the thread pool are imported where used: the CLI and a
+    # program that never awaits this store do not load them.
+    from concurrent.futures import ThreadPoolExecutor
 
 __all__ = [
     "DiskStore",
@@ -230,6 +232,9 @@ class DiskStore:
         per_batch: bool = False,
         reads: bool = False,
     ) -> T:
+        import asyncio  # noqa: PLC0415 - loaded by the running loop already
+        from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 - loaded by asyncio
+
         asked = time.monotonic()
         self._ensure_directory()
         with self._lock:
@@ -468,6 +473,8 @@ class DiskStore:
         Raises:
             DiskTimeoutError: SQLite's lock stayed held past ``timeout``.
         """
+        import asyncio  # noqa: PLC0415 - loaded by the running loop already
+
         await asyncio.shield(self._run("writing", self._set, key, value, ttl))
 
     async def delete(self, key: str) -> bool:
@@ -519,6 +526,8 @@ class DiskStore:
             self._finalizer.detach()
             self._finalizer = weakref.finalize(self, self._resources.release)
         if old.executor is not None:
+            import asyncio  # noqa: PLC0415 - loaded by the running loop already
+
             # The jobs queued before (each within its deadline) finish first.
             await asyncio.wrap_future(old.executor.submit(_nothing))
         old.release()
