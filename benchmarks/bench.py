@@ -508,6 +508,53 @@ async def bench_stall(folder: Path, report: Report, hold: float) -> None:
     report.row("errors counted", str(info.errors), f"{info.hits:,} hits, {info.misses} misses")
 
 
+DECORATE = """
+import memo
+
+@memo.async_disk_cache(namespace="bench.import")
+async def forecast(city: str, days: int = 3) -> dict[str, float]:
+    return {}
+
+forecast.cache_key("Paris")
+"""
+
+
+def bench_import(report: Report, runs: int) -> None:
+    report.section(f"Import time: whole processes, median of {runs} runs each")
+    # Compiled like an installed wheel: a checkout run with PYTHONDONTWRITEBYTECODE
+    # would otherwise pay for compiling memo in every process.
+    package = Path(memo.__file__).parent
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], check=True)
+    with tempfile.TemporaryDirectory(prefix="memo-bench-import-") as folder:
+        diskcache.Cache(folder).close()
+        cases = {
+            "bare interpreter": ["-c", "pass"],
+            "import diskcache": ["-c", "import diskcache"],
+            "import memo": ["-c", "import memo"],
+            "import memo + decorate + cache_key": ["-c", DECORATE],
+            "python -m memo stats": ["-m", "memo", "stats", "--dir", folder],
+        }
+        times: dict[str, list[float]] = {name: [] for name in cases}
+        for _ in range(runs):  # interleaved: a load spike falls on every case alike
+            for name, args in cases.items():
+                start = time.perf_counter()
+                subprocess.run([sys.executable, *args], check=True, capture_output=True)
+                times[name].append(time.perf_counter() - start)
+    bare = statistics.median(times["bare interpreter"])
+    targets = {"import memo": 0.050, "import memo + decorate + cache_key": 0.050}
+    for name, samples in times.items():
+        took = statistics.median(samples)
+        over = f"+{(took - bare) * 1e3:.1f} ms over bare" if name != "bare interpreter" else ""
+        if name in targets:
+            over += f" (target ≤ +{targets[name] * 1e3:.0f})"
+        report.row(name, f"{took * 1e3:.1f} ms", over)
+        if name in targets:
+            target = (bare + targets[name]) / bare
+            report.headline("vs a bare interpreter", name, took / bare, target)
+    stats = statistics.median(times["python -m memo stats"])
+    report.headline("vs a bare interpreter", "python -m memo stats", stats / bare)
+
+
 def draw_chart(
     headlines: list[tuple[str, str, float, float | None]], path: Path, machine: str
 ) -> None:
@@ -586,6 +633,7 @@ async def main() -> None:
         )
         await bench_size(folder, report, big, n)
         await bench_stall(folder, report, hold=1.0 if options.quick else 2.0)
+    bench_import(report, runs=10 if options.quick else 30)
     machine = (
         f"{platform.python_implementation()} {platform.python_version()}, "
         f"{platform.machine()}, {os.cpu_count()} cores, memo {memo.__version__}"
