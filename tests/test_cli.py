@@ -60,6 +60,11 @@ class MemoCli(Protocol):
 @pytest.fixture
 def memo_cli(capsys: pytest.CaptureFixture[str]) -> MemoCli:
     """Run `memo ARGS` in this process with the test's environment ($MEMO_CACHE_DIR included)."""
+    return in_process(capsys)
+
+
+def in_process(capsys: pytest.CaptureFixture[str]) -> MemoCli:
+    """Return what runs `memo ARGS` in this process, its output read from ``capsys``."""
 
     def run(
         *args: str,

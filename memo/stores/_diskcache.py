@@ -350,11 +350,14 @@ class FolderError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One row of a cache folder that memo could have written."""
+    """One row of a cache folder that memo could have written (or an entry of a Redis view).
+
+    ``stored`` is when it was written, or None where that is not recorded (Redis).
+    """
 
     key: str
     namespace: str
-    stored: float
+    stored: float | None
     expires: float | None
     size: int
     mode: int
