@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -234,3 +235,42 @@ def test_prefix_needs_redis(memo_cli: MemoCli) -> None:
     result = memo_cli("stats", "--prefix", "x:")
     assert result.returncode == 1
     assert "--prefix goes with --redis URL" in result.stderr
+
+
+# -- RedisStore.entries beyond the store contract ---------------------------------
+
+
+async def test_entries_skip_keys_of_other_types(redis_server: RedisServer) -> None:
+    """A hash or list under the prefix (not memo's) is left out; memo's entries are listed."""
+    store = RedisStore(redis_server.url)
+    await store.set("a::1", b"one")
+    with redis.Redis.from_url(redis_server.url) as client:
+        client.hset("memo:|a::hash", "field", "value")
+        client.rpush("memo:|a::list", "x")
+        client.set("memo:|no-colon", b"x")
+    try:
+        listed = [(entry.key, entry.value) async for entry in store.entries()]
+        sizes = [entry.size async for entry in store.entries(values=False)]
+    finally:
+        await store.close()
+    assert listed == [("a::1", b"one")]
+    assert sizes == [3]
+
+
+async def test_entries_without_pexpiretime(redis_server: RedisServer) -> None:
+    """On a server without PEXPIRETIME (before Redis 7), expiries come from PTTL."""
+    store = RedisStore(redis_server.url)
+    await store.set("a::1", b"one", ttl=600)
+    await store.set("a::2", b"two")
+    store._expiretime = False  # what the store concludes on an older server
+    try:
+        listed = [entry async for entry in store.entries()]
+    finally:
+        await store.close()
+    calls = commands_called(redis_server)
+    assert "pexpiretime" not in calls
+    assert calls["pttl"] == 2
+    assert listed[1].expires is None
+    expires = listed[0].expires
+    assert expires is not None
+    assert time.time() + 590 < expires <= time.time() + 600

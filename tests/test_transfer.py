@@ -12,9 +12,10 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
+import diskcache
 import pydantic
 import pytest
-from test_cli import in_process
+from test_cli import _Trap, in_process, plant_rows
 
 from memo import DiskStore, MemoryStore, PickleSerializer, async_disk_cache
 from memo._transfer import ExportError, parse_export, read_export, write_export
@@ -122,9 +123,12 @@ def test_round_trip_keeps_every_hit(
     functions = Functions(target)
     assert asyncio.run(functions.results()) == results
     assert functions.runs == 0
+    # Imported entries belong to their namespace as written ones do.
+    cleared = memo_cli("clear", "weather", "--dir", str(target), "--yes", "--json")
+    assert json.loads(cleared.stdout)["cleared"] == 2
     # And the expiry came along: the entry with a ttl still has about an hour left.
     expiries = {entry.namespace: entry.expires for entry in asyncio.run(listed(DiskStore(target)))}
-    assert expiries["weather"] is None
+    assert expiries["weather:typed"] is None
     assert time.time() + 3500 < expiries["long"] < time.time() + 3601
 
 
@@ -154,6 +158,25 @@ def test_export_is_byte_identical_and_readable(
     assert [line for line in again if '"expires": null' in line] == [
         line for line in lines if '"expires": null' in line
     ]
+
+
+def test_export_leaves_out_rows_memo_never_writes(
+    filled: tuple[Path, list[Any]], tmp_path: Path, memo_cli: MemoCli
+) -> None:
+    """A diskcache pickle row, or one naming a file elsewhere, is not exported, never unpickled."""
+    source, _ = filled
+    marker = tmp_path / "unpickled"
+    with diskcache.Cache(str(source)) as cache:
+        cache.set("weather::" + "0" * 64, _Trap(marker))
+    secret = tmp_path / "id_ed25519"
+    secret.write_bytes(b"the private key")
+    plant_rows(source, [{"key": "weather::1", "mode": 2, "filename": str(secret), "value": None}])
+    result = memo_cli("export", "--dir", str(source))
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 7
+    assert "0" * 64 not in result.stdout
+    assert "weather::1" not in result.stdout
+    assert not marker.exists()
 
 
 def test_export_some_namespaces(filled: tuple[Path, list[Any]], memo_cli: MemoCli) -> None:

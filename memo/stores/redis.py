@@ -715,17 +715,18 @@ class RedisStore:
             name = self._base + key
             pipe.get(name) if values else pipe.strlen(name)
             pipe.pexpiretime(name) if exact else pipe.pttl(name)
-        try:
-            replies = await pipe.execute()
-        except self._redis.exceptions.ResponseError:
-            if not exact:
-                raise
+        # Errors come back as replies: one key of another type (WRONGTYPE) is skipped alone.
+        replies = await pipe.execute(raise_on_error=False)
+        error = self._redis.exceptions.ResponseError
+        if exact and replies and isinstance(replies[1], error) and "unknown" in str(replies[1]):
             self._expiretime = False  # before Redis 7: no PEXPIRETIME
             return await self._read_batch(client, keys=keys, values=values)
         self._expiretime = exact
         now = time.time()
         found = []
         for key, data, expiry in zip(keys, replies[::2], replies[1::2], strict=True):
+            if isinstance(data, error) or isinstance(expiry, error):
+                continue  # not a string: nothing memo wrote
             if data is None or expiry == -2:
                 continue  # expired or dropped since the SCAN
             at = None if expiry < 0 else expiry / 1000 if exact else now + expiry / 1000
