@@ -231,16 +231,17 @@ def _stats(args: argparse.Namespace) -> int:
         "other_entries": other,
         "value_bytes": sum(entry.size for entry in entries),
     }
-    lines.append(f"entries       {len(entries)} ({data['expired']} expired)")
     if isinstance(view, Folder):
+        lines.append(f"entries       {len(entries)} ({data['expired']} expired)")
         data["size_on_disk"] = _disk_usage(view.directory)
         values = _size(data["value_bytes"])
         lines.append(f"size on disk  {_size(data['size_on_disk'])} ({values} of values)")
         oldest = entries[0].stored if entries else None
         newest = entries[-1].stored if entries else None
         data |= {"oldest": _iso(oldest), "newest": _iso(newest)}
-    else:  # Redis keeps no time of writing
+    else:  # Redis drops expired entries itself, and keeps no time of writing
         oldest = newest = None
+        lines.append(f"entries       {len(entries)}")
         lines.append(f"size          {_size(data['value_bytes'])} of values")
     data["namespaces"] = namespaces
     if oldest is not None and newest is not None:
@@ -469,7 +470,7 @@ def _export(args: argparse.Namespace) -> int:
 
     if args.output in (None, "-"):
         sys.stdout.flush()
-        count = asyncio.run(export(sys.stdout.buffer))
+        asyncio.run(export(sys.stdout.buffer))
         sys.stdout.buffer.flush()
         return 0
     # Written beside the target, then renamed: a failed export leaves no file cut short.

@@ -394,7 +394,7 @@ def test_help_lists_the_commands() -> None:
     """`--help` names every command."""
     result = memo_process("--help")
     assert result.returncode == 0
-    for command in ("stats", "ls", "show", "clear", "prune"):
+    for command in ("stats", "ls", "show", "clear", "prune", "export", "import"):
         assert command in result.stdout
 
 

@@ -99,6 +99,7 @@ def test_stats_ls_show(filled: list[Any], redis_server: RedisServer, memo_cli: M
     text = memo_cli("stats", "--redis", url).stdout
     assert f"redis         {url}" in text
     assert "prefix        memo:" in text
+    assert "entries       3\n" in text  # nothing shows as expired: Redis drops them itself
 
     listed = as_json(memo_cli("ls", "weather", "--redis", url, "--json"))
     assert len(listed) == 2
