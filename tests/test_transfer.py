@@ -15,10 +15,19 @@ from typing import TYPE_CHECKING, Any
 import diskcache
 import pydantic
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from test_cli import _Trap, in_process, plant_rows
 
 from memo import DiskStore, MemoryStore, PickleSerializer, async_disk_cache
-from memo._transfer import ExportError, parse_export, read_export, write_export
+from memo._transfer import (
+    ExportError,
+    _entry_line,
+    _header,
+    parse_export,
+    read_export,
+    write_export,
+)
 from memo.stores.base import StoredEntry, store_key
 
 if TYPE_CHECKING:
@@ -403,3 +412,19 @@ def test_parse_export_returns_the_entries() -> None:
     ]
     with pytest.raises(ExportError, match="line 1 is not the header"):
         parse_export(b"{}\n")
+
+
+@given(
+    namespace=st.text(),
+    digest=st.text(min_size=1),
+    value=st.binary() | st.text().map(str.encode),
+    expires=st.none() | st.floats(min_value=0, max_value=4e9),
+)
+def test_any_entry_round_trips_through_one_line(
+    namespace: str, digest: str, value: bytes, expires: float | None
+) -> None:
+    """Any key, bytes and expiry read back exactly from an export, on one line of its own."""
+    entry = StoredEntry(store_key(namespace, None, digest), value, len(value), expires)
+    line = _entry_line(entry)
+    assert line.count(b"\n") == 1
+    assert parse_export(_header() + line) == [entry]
