@@ -1,11 +1,16 @@
-"""The ``memo`` command line: the demo, and a look inside a cache folder.
+"""The ``memo`` command line: the demo, a look inside a cache, and moving one.
 
-Reading (``stats``, ``ls``, ``show``) goes through the read-only folder view
-of ``memo.stores._diskcache``, so looking never changes a cache, not even its
-access times. Writing (``clear``, ``prune``) goes through ``DiskStore``; the
-one exception is ``prune`` removing value files that no entry names. Stored
-values are decoded only when that is safe: JSON and pydantic envelopes are
-parsed as JSON; a pickled value is described, never unpickled.
+A cache is a folder (``--dir``, the default) or the entries under a prefix
+of a Redis server (``--redis URL``). Reading a folder (``stats``, ``ls``,
+``show``) goes through the read-only folder view of
+``memo.stores._diskcache``, so looking never changes a cache, not even its
+access times; reading Redis goes through ``memo._views.RedisView``, which
+answers the same questions. Writing (``clear``, ``prune``, ``import``) and
+``export`` go through the store itself (``DiskStore``, ``RedisStore``); the
+one exception is ``prune`` removing value files that no entry names. Export
+files are read and written by ``memo._transfer`` alone. Stored values are
+decoded only when that is safe: JSON and pydantic envelopes are parsed as
+JSON; a pickled value is described, never unpickled.
 """
 
 from __future__ import annotations
@@ -19,11 +24,13 @@ import sys
 import time
 import unicodedata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, TypeVar
 
 import orjson
 
 from memo._envelope import parse_envelope
+from memo._transfer import ExportError, parse_export, write_entries, write_export
+from memo._views import Progress, RedisView, describe
 from memo.stores._diskcache import (
     MODE_BINARY,
     MODE_PICKLE,
@@ -40,6 +47,10 @@ from memo.stores.disk import DiskStore, default_directory
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine, Sequence
+
+    from memo.stores.redis import RedisStore
+
+    View = Folder | RedisView
 
 __all__ = ["main"]
 
@@ -78,19 +89,35 @@ def _folder_path(directory: str | None) -> Path:
     return path.absolute()
 
 
-def _open(directory: str | None) -> Folder:
-    return Folder(_folder_path(directory))
+def _open(args: argparse.Namespace) -> View:
+    """Open the cache the command line names: a Redis prefix, or a folder."""
+    if args.redis is not None:
+        if args.dir is not None:
+            msg = "give --dir or --redis, not both"
+            raise CliError(msg)
+        return RedisView(args.redis, args.prefix)
+    if args.prefix is not None:
+        msg = "--prefix goes with --redis URL (a cache folder has no prefix)"
+        raise CliError(msg)
+    return Folder(_folder_path(args.dir))
 
 
-def _find(folder: Folder, key: str) -> Entry:
+def _writer(view: View) -> DiskStore | RedisStore:
+    """Return the store that writes to the cache ``view`` reads."""
+    if isinstance(view, RedisView):
+        return view.store
+    return DiskStore(view.directory)
+
+
+def _find(view: View, key: str) -> Entry:
     # Keys are long: like git, accept any prefix that names one entry.
-    matches = folder.matching(key)
+    matches = view.matching(key)
     if len(matches) == 1:
         return matches[0]
     if matches:
         msg = f"{key!r} is the start of {len(matches)} keys; give more of it"
         raise CliError(msg)
-    msg = f"no entry with key {key!r} in {folder.directory} (list keys with `memo ls NAMESPACE`)"
+    msg = f"no entry with key {key!r} in {describe(view)} (list keys with `memo ls NAMESPACE`)"
     raise CliError(msg)
 
 
@@ -115,6 +142,10 @@ def _span(seconds: float) -> str:
         if seconds >= length:
             return f"{seconds / length:.0f}{unit}"
     return f"{seconds:.0f}s"
+
+
+def _age(stored: float | None, now: float) -> str:
+    return "-" if stored is None else _span(now - stored)
 
 
 def _iso(timestamp: float | None) -> str | None:
@@ -183,12 +214,20 @@ def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
 # -- commands -----------------------------------------------------------------
 
 
+def _where(view: View) -> tuple[dict[str, Any], list[str]]:
+    """Where a cache lives, as JSON fields and as the first lines of `stats`."""
+    if isinstance(view, RedisView):
+        data = {"redis": view.url, "prefix": view.prefix}
+        return data, [f"redis         {view.url}", f"prefix        {view.prefix}"]
+    return {"directory": str(view.directory)}, [f"cache folder  {view.directory}"]
+
+
 def _stats(args: argparse.Namespace) -> int:
     now = time.time()
-    with _open(args.dir) as folder:
-        entries = folder.entries()
-        other = folder.other
-        directory = folder.directory
+    with _open(args) as view:
+        entries = view.entries()
+        other = view.other
+    where, lines = _where(view)
     groups: dict[str, list[Entry]] = {}
     for entry in entries:
         groups.setdefault(entry.namespace, []).append(entry)
@@ -201,24 +240,26 @@ def _stats(args: argparse.Namespace) -> int:
         }
         for name, group in sorted(groups.items())
     ]
-    oldest = entries[0].stored if entries else None
-    newest = entries[-1].stored if entries else None
     data: dict[str, Any] = {
-        "directory": str(directory),
+        **where,
         "entries": len(entries),
         "expired": sum(entry.expired(now) for entry in entries),
         "other_entries": other,
         "value_bytes": sum(entry.size for entry in entries),
-        "size_on_disk": _disk_usage(directory),
-        "oldest": _iso(oldest),
-        "newest": _iso(newest),
-        "namespaces": namespaces,
     }
-    lines = [
-        f"cache folder  {directory}",
-        f"entries       {len(entries)} ({data['expired']} expired)",
-        f"size on disk  {_size(data['size_on_disk'])} ({_size(data['value_bytes'])} of values)",
-    ]
+    if isinstance(view, Folder):
+        lines.append(f"entries       {len(entries)} ({data['expired']} expired)")
+        data["size_on_disk"] = _disk_usage(view.directory)
+        values = _size(data["value_bytes"])
+        lines.append(f"size on disk  {_size(data['size_on_disk'])} ({values} of values)")
+        oldest = entries[0].stored if entries else None
+        newest = entries[-1].stored if entries else None
+        data |= {"oldest": _iso(oldest), "newest": _iso(newest)}
+    else:  # Redis drops expired entries itself, and keeps no time of writing
+        oldest = newest = None
+        lines.append(f"entries       {len(entries)}")
+        lines.append(f"size          {_size(data['value_bytes'])} of values")
+    data["namespaces"] = namespaces
     if oldest is not None and newest is not None:
         lines.append(f"oldest entry  {_iso(oldest)} ({_span(now - oldest)} ago)")
         lines.append(f"newest entry  {_iso(newest)} ({_span(now - newest)} ago)")
@@ -235,20 +276,20 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
-def _namespace_entries(folder: Folder, namespace: str) -> list[Entry]:
-    entries = folder.namespace(namespace)
+def _namespace_entries(view: View, namespace: str) -> list[Entry]:
+    entries = view.namespace(namespace)
     if not entries:
-        known = sorted({entry.namespace for entry in folder.entries()})
+        known = sorted({entry.namespace for entry in view.entries()})
         hint = f"namespaces here: {', '.join(known)}" if known else "the cache is empty"
-        msg = f"no entries in namespace {namespace!r} in {folder.directory} ({hint})"
+        msg = f"no entries in namespace {namespace!r} in {describe(view)} ({hint})"
         raise CliError(msg)
     return entries
 
 
 def _ls(args: argparse.Namespace) -> int:
     now = time.time()
-    with _open(args.dir) as folder:
-        entries = _namespace_entries(folder, args.namespace)
+    with _open(args) as view:
+        entries = _namespace_entries(view, args.namespace)
     data = [
         {
             "key": entry.key,
@@ -261,7 +302,7 @@ def _ls(args: argparse.Namespace) -> int:
     ]
     rows = [["key", "size", "age", "expires"]]
     rows += [
-        [entry.key, _size(entry.size), _span(now - entry.stored), _expiry(entry, now)]
+        [entry.key, _size(entry.size), _age(entry.stored, now), _expiry(entry, now)]
         for entry in entries
     ]
     _emit(args, data, _table(rows, right=frozenset({1, 2})))
@@ -290,8 +331,8 @@ def _decode(data: bytes, key: str) -> dict[str, Any]:
 
 def _show(args: argparse.Namespace) -> int:
     now = time.time()
-    with _open(args.dir) as folder:
-        entry = _find(folder, args.key)
+    with _open(args) as view:
+        entry = _find(view, args.key)
         if entry.mode == MODE_PICKLE:
             described: dict[str, Any] = {
                 "serializer": None,
@@ -304,7 +345,7 @@ def _show(args: argparse.Namespace) -> int:
             note = f"the entry names the file {entry.filename!r}, not one of the cache's; not read"
             described = {"serializer": None, "decoded": False, "note": note}
         elif entry.mode in (MODE_RAW, MODE_BINARY):
-            described = _decode(folder.read(entry), entry.key)
+            described = _decode(view.read(entry), entry.key)
         else:
             note = f"a diskcache entry in mode {entry.mode}, not written by memo"
             described = {"serializer": None, "decoded": False, "note": note}
@@ -321,7 +362,9 @@ def _show(args: argparse.Namespace) -> int:
         f"key         {entry.key}",
         f"namespace   {entry.namespace}",
         f"size        {_size(entry.size)}",
-        f"stored      {_iso(entry.stored)} ({_span(now - entry.stored)} ago)",
+        f"stored      {_iso(entry.stored)} ({_age(entry.stored, now)} ago)"
+        if entry.stored is not None
+        else "stored      - (Redis does not record it)",
         f"expires     {_expiry(entry, now)}",
         f"serializer  {described['serializer'] or '-'}",
     ]
@@ -356,16 +399,16 @@ def _clear(args: argparse.Namespace) -> int:
     if args.all == (args.namespace is not None):
         msg = "give a NAMESPACE or --all (not both)"
         raise CliError(msg)
-    with _open(args.dir) as folder:
-        directory = folder.directory
+    with _open(args) as view:
+        where = describe(view)
         if args.all:
-            count = len(folder.entries())
-            question = f"Drop all {_entries(count)} in {directory}?"
+            count = len(view.entries())
+            question = f"Drop all {_entries(count)} in {where}?"
         else:
-            count = len(_namespace_entries(folder, args.namespace))
-            question = f"Drop {_entries(count)} of namespace {args.namespace!r} in {directory}?"
+            count = len(_namespace_entries(view, args.namespace))
+            question = f"Drop {_entries(count)} of namespace {args.namespace!r} in {where}?"
     _confirm(question, args)
-    store = DiskStore(directory)
+    store = _writer(view)
 
     async def drop() -> int:
         try:
@@ -377,14 +420,18 @@ def _clear(args: argparse.Namespace) -> int:
 
     cleared = _run(drop())
     what = "all namespaces" if args.all else f"namespace {args.namespace!r}"
-    data = {"directory": str(directory), "namespace": args.namespace, "cleared": cleared}
-    _emit(args, data, f"dropped {_entries(cleared)} ({what}) from {directory}")
+    data = {**_where(view)[0], "namespace": args.namespace, "cleared": cleared}
+    _emit(args, data, f"dropped {_entries(cleared)} ({what}) from {where}")
     return 0
 
 
 def _prune(args: argparse.Namespace) -> int:
     now = time.time()
-    with _open(args.dir) as folder:
+    if args.redis is not None:
+        msg = "prune works on cache folders: Redis drops expired entries itself"
+        raise CliError(msg)
+    with _open(args) as folder:
+        assert isinstance(folder, Folder)
         directory = folder.directory
         expired = [entry for entry in folder.entries() if entry.expired(now)]
     store = DiskStore(directory)
@@ -424,6 +471,86 @@ def _prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    with _open(args) as view:
+        where = describe(view)
+    store = _writer(view)
+    progress = Progress("exported")
+
+    async def export(out: BinaryIO) -> int:
+        try:
+            return await write_export(store, out, args.namespaces, progress=progress)
+        finally:
+            await store.close()
+            progress.done()
+
+    if args.output in (None, "-"):
+        sys.stdout.flush()
+        _run(export(sys.stdout.buffer))
+        sys.stdout.buffer.flush()
+        return 0
+    # Written beside the target, then renamed: a failed export leaves no file cut short.
+    target = Path(args.output)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    try:
+        with partial.open("wb") as out:
+            count = _run(export(out))
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
+    message = f"exported {_entries(count)} from {where} to {target}"
+    print(_printable(message), file=sys.stderr)
+    return 0
+
+
+def _read_file(name: str) -> bytes:
+    if name == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(name).read_bytes()
+    except OSError as exc:
+        msg = f"cannot read {name}: {exc.strerror or exc}"
+        raise CliError(msg) from None
+
+
+def _import_target(args: argparse.Namespace) -> tuple[DiskStore | RedisStore, str, dict[str, Any]]:
+    """The store to import into, where it is (in text and as JSON fields).
+
+    A folder is created if need be; one that exists must be a memo cache.
+    """
+    if args.redis is not None or args.prefix is not None:
+        view = _open(args)
+        return _writer(view), describe(view), _where(view)[0]
+    directory = _folder_path(args.dir)
+    if (directory / "cache.db").exists() or (directory.exists() and not directory.is_dir()):
+        Folder(directory).close()  # refuses a folder that is not a memo cache
+    return DiskStore(directory), str(directory), {"directory": str(directory)}
+
+
+def _import(args: argparse.Namespace) -> int:
+    source = "stdin" if args.file == "-" else args.file
+    # Checked whole before the cache is even opened: a bad file writes nothing.
+    entries = parse_export(_read_file(args.file), source=source)
+    store, where, fields = _import_target(args)
+    progress = Progress("imported")
+
+    async def write() -> tuple[int, int]:
+        try:
+            done = await write_entries(store, entries, progress=progress)
+        finally:
+            await store.close()
+            progress.done()
+        return done.written, done.expired
+
+    written, expired = _run(write())
+    data = {**fields, "source": source, "imported": written, "expired": expired}
+    text = f"imported {_entries(written)} from {source} into {where}"
+    if expired:
+        text += f" ({_entries(expired)} already expired, skipped)"
+    _emit(args, data, text)
+    return 0
+
+
 # -- the parser ---------------------------------------------------------------
 
 
@@ -441,12 +568,22 @@ def _parser() -> argparse.ArgumentParser:
         metavar="D",
         help="cache folder (default: $MEMO_CACHE_DIR, else the user cache folder)",
     )
+    common.add_argument(
+        "--redis",
+        metavar="URL",
+        help="a cache in Redis instead of a folder (redis://host:6379/0, rediss://, unix://)",
+    )
+    common.add_argument(
+        "--prefix",
+        metavar="P",
+        help="with --redis: the RedisStore prefix of the cache (default: memo:)",
+    )
     common.add_argument("--json", action="store_true", help="print machine-readable JSON")
     parser = _Parser(
         prog="memo",
         description=(
             "memo: memoize coroutines on disk. With no command, run a short demo; "
-            "the commands look inside a cache folder."
+            "the commands look inside a cache (a folder, or Redis with --redis) and move it."
         ),
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -480,6 +617,21 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     prune.set_defaults(run=_prune)
+    export = commands.add_parser(
+        "export",
+        parents=[common],
+        help="write the live entries (of some namespaces) as JSON Lines, to move or diff them",
+    )
+    export.add_argument("namespaces", metavar="NAMESPACE", nargs="*")
+    export.add_argument("-o", "--output", metavar="FILE", help="write to FILE, not stdout")
+    export.set_defaults(run=_export)
+    import_ = commands.add_parser(
+        "import",
+        parents=[common],
+        help="write the entries of an export into the cache, keeping their expiries",
+    )
+    import_.add_argument("file", metavar="FILE", help="a file `memo export` wrote, or - for stdin")
+    import_.set_defaults(run=_import)
     return parser
 
 
@@ -493,7 +645,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = args.command or "demo"
     try:
         status: int = _demo() if args.command is None else args.run(args)
-    except (CliError, FolderError) as exc:
+    except (CliError, FolderError, ExportError) as exc:
         print(f"memo {name}: error: {_printable(str(exc))}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # also `python -m memo | head`

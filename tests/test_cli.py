@@ -60,6 +60,11 @@ class MemoCli(Protocol):
 @pytest.fixture
 def memo_cli(capsys: pytest.CaptureFixture[str]) -> MemoCli:
     """Run `memo ARGS` in this process with the test's environment ($MEMO_CACHE_DIR included)."""
+    return in_process(capsys)
+
+
+def in_process(capsys: pytest.CaptureFixture[str]) -> MemoCli:
+    """Return what runs `memo ARGS` in this process, its output read from ``capsys``."""
 
     def run(
         *args: str,
@@ -389,7 +394,7 @@ def test_help_lists_the_commands() -> None:
     """`--help` names every command."""
     result = memo_process("--help")
     assert result.returncode == 0
-    for command in ("stats", "ls", "show", "clear", "prune"):
+    for command in ("stats", "ls", "show", "clear", "prune", "export", "import"):
         assert command in result.stdout
 
 

@@ -53,6 +53,7 @@ def test_the_top_level_api_is_pinned() -> None:
         "RedisStore",
         "RefusedEntryError",
         "Store",
+        "StoredEntry",
         "WouldBlock",
         "default_directory",
         "namespace_of",

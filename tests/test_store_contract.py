@@ -262,6 +262,56 @@ class StoreContract:
         await store.set(k, b"again")
         assert await store.get(k) == b"again"
 
+    async def test_entries_lists_live_entries_in_key_order(self, store: Store) -> None:
+        """entries() yields every live entry exactly, in key order, with absolute expiries."""
+        written = {
+            key("b", "2"): (b"\x00\xff binary", None),
+            key("a", "1"): (b"text", None),
+            key("a:b", "3"): (os.urandom(40_000), None),  # a value file of its own on disk
+            key("c", "4", version="v"): (b"soon", 3600.0),
+        }
+        before = time.time()
+        for k, (value, ttl) in written.items():
+            await store.set(k, value, ttl=ttl)
+        await store.set(key("gone"), b"expired", ttl=SHORT_TTL)
+        await wait_until_gone(store, key("gone"))
+        listed = [entry async for entry in store.entries()]  # type: ignore[attr-defined]
+        assert [entry.key for entry in listed] == sorted(written)
+        for entry in listed:
+            value, ttl = written[entry.key]
+            assert (entry.value, entry.size) == (value, len(value))
+            if ttl is None:
+                assert entry.expires is None
+            else:
+                assert before + ttl - 1 <= entry.expires <= time.time() + ttl + 1
+
+    async def test_entries_of_some_namespaces_without_values(self, store: Store) -> None:
+        """entries(namespaces, values=False) lists only those namespaces, with sizes."""
+        for ns in ("a", "a:b", "ab", "b*"):
+            await store.set(key(ns, "1"), ns.encode() * 3)
+            await store.set(key(ns, "2", version="2"), b"x")
+        entries = store.entries(["a", "b*"], values=False)  # type: ignore[attr-defined]
+        listed = [entry async for entry in entries]
+        assert sorted(entry.namespace for entry in listed) == ["a", "a", "b*", "b*"]
+        assert [entry.key for entry in listed] == sorted(entry.key for entry in listed)
+        assert all(entry.value is None for entry in listed)
+        sizes = {entry.key: entry.size for entry in listed}
+        assert sizes[key("b*", "1")] == 6
+        assert sizes[key("a", "2", version="2")] == 1
+
+    async def test_entries_beyond_one_page(self, store: Store) -> None:
+        """Listing many entries (more than one page or SCAN step) yields each once."""
+        count = 450
+        await asyncio.gather(*(store.set(key("many", f"{i:04}"), b"%d" % i) for i in range(count)))
+        await store.set(key("other"), b"o")
+        listed = [entry async for entry in store.entries(["many"])]  # type: ignore[attr-defined]
+        assert [entry.key for entry in listed] == [key("many", f"{i:04}") for i in range(count)]
+        assert listed[-1].value == b"449"
+
+    async def test_entries_of_an_empty_store(self, store: Store) -> None:
+        """An empty store (a folder never written) lists nothing."""
+        assert [entry async for entry in store.entries()] == []  # type: ignore[attr-defined]
+
     async def test_decorator_uses_store(self, store: Store) -> None:
         """async_disk_cache on this store: a miss, then a hit, then cache_clear drops it."""
         calls = 0

@@ -3,7 +3,14 @@
 import typing
 
 from memo._lazy import lazy_exports as _lazy_exports
-from memo.stores.base import Store, WouldBlock, namespace_of, namespace_prefix, store_key
+from memo.stores.base import (
+    Store,
+    StoredEntry,
+    WouldBlock,
+    namespace_of,
+    namespace_prefix,
+    store_key,
+)
 
 if typing.TYPE_CHECKING:
     from memo.stores.disk import DiskStore, DiskTimeoutError, RefusedEntryError, default_directory
@@ -17,6 +24,7 @@ __all__ = [
     "RedisStore",
     "RefusedEntryError",
     "Store",
+    "StoredEntry",
     "WouldBlock",
     "default_directory",
     "namespace_of",

@@ -38,6 +38,7 @@ __all__ = [
     "MODE_RAW",
     "MODE_TEXT",
     "SELECT_VALUE",
+    "VALUE_SIZE",
     "BoundedCache",
     "Entry",
     "Folder",
@@ -339,7 +340,7 @@ def remove_value_file(directory: Path, filename: str) -> None:
 # -- the read-only view of a folder --------------------------------------------
 
 _COLUMNS = "key, raw, store_time, expire_time, size, mode, filename"
-_SIZE = "CASE WHEN filename IS NULL THEN length(value) ELSE size END"  # bytes of the value
+VALUE_SIZE = "CASE WHEN filename IS NULL THEN length(value) ELSE size END"  # bytes of the value
 _LAST_TIME = 253402300800  # 10000-01-01: later times cannot be printed as dates
 
 
@@ -349,11 +350,14 @@ class FolderError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One row of a cache folder that memo could have written."""
+    """One row of a cache folder that memo could have written (or an entry of a Redis view).
+
+    ``stored`` is when it was written, or None where that is not recorded (Redis).
+    """
 
     key: str
     namespace: str
-    stored: float
+    stored: float | None
     expires: float | None
     size: int
     mode: int
@@ -422,7 +426,7 @@ class Folder:
 
     def _rows(self, where: str = "", args: Sequence[Any] = ()) -> Iterator[Entry]:
         # `where` is one of this module's fixed clauses; values are bound parameters.
-        sql = f"SELECT {_COLUMNS}, {_SIZE} FROM Cache {where} ORDER BY store_time"  # noqa: S608
+        sql = f"SELECT {_COLUMNS}, {VALUE_SIZE} FROM Cache {where} ORDER BY store_time"  # noqa: S608
         for key, raw, stored, expires, _, mode, filename, size in self._db.execute(sql, args):
             # SQLite keeps whatever type a row was given: a row that diskcache
             # did not write for memo may hold text where times belong.

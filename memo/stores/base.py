@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 from urllib.parse import quote, unquote
 
-__all__ = ["Store", "WouldBlock", "namespace_of", "namespace_prefix", "store_key"]
+__all__ = ["Store", "StoredEntry", "WouldBlock", "namespace_of", "namespace_prefix", "store_key"]
 
 
 class WouldBlock(Exception):
@@ -34,6 +35,11 @@ class Store(Protocol):
     function raised or was cancelled, ``cache_if`` said no, or the write
     failed), so the waiters stop waiting.
 
+    A store may also offer ``entries(namespaces=(), *, values=True)``: an
+    async iterator of ``StoredEntry``, every live entry (of ``namespaces``
+    when given) in the order of their keys. ``memo export`` and the command
+    line's views of a Redis store go through it; memo's three stores have it.
+
     The conformance suite in memo's tests (``tests/test_store_contract.py``)
     checks a store against this contract.
     """
@@ -57,6 +63,28 @@ class Store(Protocol):
     async def close(self) -> None:
         """Release connections and files; the store may be reopened by later use."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    """One entry as a store holds it, for listing and moving caches.
+
+    Attributes:
+        key: the store key, as memo built it (``namespace_of(key)`` reads its namespace).
+        value: the stored bytes, exactly; None when listed with ``values=False``.
+        size: the length of the stored bytes.
+        expires: when the entry expires, in seconds since the epoch; None: never.
+    """
+
+    key: str
+    value: bytes | None
+    size: int
+    expires: float | None
+
+    @property
+    def namespace(self) -> str:
+        """The namespace the key belongs to."""
+        return namespace_of(self.key)
 
 
 # -- the key layout -------------------------------------------------------------

@@ -22,16 +22,18 @@ from memo.stores._diskcache import (
     MODE_BINARY,
     MODE_RAW,
     SELECT_VALUE,
+    VALUE_SIZE,
     BoundedCache,
     RefusedEntryError,
     SafeDisk,
     is_busy,
+    own_file,
     refused_mode,
 )
-from memo.stores.base import WouldBlock, namespace_of
+from memo.stores.base import StoredEntry, WouldBlock, namespace_of, namespace_prefix
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncIterator, Callable, Iterable
 
     # asyncio and the thread pool are imported where used: the CLI and a
     # program that never awaits this store do not load them.
@@ -357,6 +359,96 @@ class DiskStore:
         msg = f"diskcache returned {type(data).__name__}, not bytes"  # pragma: no cover
         raise RefusedEntryError(msg)  # pragma: no cover
 
+    def _page(
+        self, deadline: float, prefix: str, after: str | None, now: float, values: bool
+    ) -> tuple[list[StoredEntry], str | None]:
+        """Read the next page of live entries whose keys start with ``prefix``, after ``after``.
+
+        Returns the entries and the last key read (None when there were no more rows).
+        """
+        if not (self.directory / "cache.db").exists():
+            return [], None
+        column = "value" if values else VALUE_SIZE
+        # Keys are ordered with the (key, raw) index; the prefix test only filters.
+        sql = (
+            f"SELECT key, expire_time, mode, filename, {column} FROM Cache"  # noqa: S608
+            " WHERE raw = 1 AND key > ? AND substr(key, 1, ?) = ?"
+            " AND (expire_time IS NULL OR expire_time > ?) ORDER BY key LIMIT ?"
+        )
+        try:
+            con = self._reader(wait=deadline - time.monotonic())
+            wait = math.ceil(max(0.0, deadline - time.monotonic()) * 1000)
+            con.execute(f"PRAGMA busy_timeout = {wait}")
+            rows = con.execute(sql, (after or "", len(prefix), prefix, now, _PAGE)).fetchall()
+        except sqlite3.Error as exc:
+            if _not_created_yet(exc):
+                return [], None
+            if not is_busy(exc):
+                self._drop_reader_if_replaced()
+            raise
+        listed = (self._listed(*row, values=values) for row in rows)
+        return [entry for entry in listed if entry is not None], (rows[-1][0] if rows else None)
+
+    def _listed(
+        self,
+        key: object,
+        expires: object,
+        mode: Any,
+        filename: Any,
+        data: object,
+        *,
+        values: bool,
+    ) -> StoredEntry | None:
+        """Return a row as an entry, or None for a row memo did not write or cannot read."""
+        if not isinstance(key, str) or ":" not in key:
+            return None
+        if expires is not None and (
+            not isinstance(expires, (int, float)) or isinstance(expires, bool)
+        ):
+            return None
+        if mode not in (MODE_RAW, MODE_BINARY) or (mode == MODE_BINARY and not own_file(filename)):
+            return None  # refused like get() refuses it: never decoded
+        at = None if expires is None else float(expires)
+        if not values:
+            return StoredEntry(key, None, data if type(data) is int else 0, at)
+        try:
+            value = self._disk.fetch(mode, filename, data, False)
+        except (OSError, RefusedEntryError):
+            return None  # its file is gone (dropped meanwhile), or not raw bytes
+        return StoredEntry(key, value, len(value), at)
+
+    async def entries(
+        self, namespaces: Iterable[str] = (), *, values: bool = True
+    ) -> AsyncIterator[StoredEntry]:
+        """Yield every live entry (of ``namespaces`` when given), in the order of their keys.
+
+        Entries are read in pages on the store's worker, each within the
+        store's ``timeout``, through a read-only connection: listing never
+        changes the folder. Rows memo could not have written (diskcache's
+        pickle mode, a file that is not the cache's own) are left out.
+
+        Args:
+            namespaces: the namespaces to list; empty: all of them.
+            values: False to leave ``value`` out (None) and give only its size.
+
+        Raises:
+            DiskTimeoutError: a page could not be read within ``timeout``.
+        """
+        # Distinct namespace prefixes never contain one another, so listing
+        # them one after the other in sorted order keeps every key in order.
+        prefixes = sorted({namespace_prefix(namespace) for namespace in namespaces}) or [""]
+        now = time.time()
+        for prefix in prefixes:
+            after: str | None = None
+            while True:
+                page, after = await self._run(
+                    "listing entries", self._page, prefix, after, now, values, reads=True
+                )
+                if after is None:
+                    break
+                for entry in page:
+                    yield entry
+
     @staticmethod
     def _set(cache: diskcache.Cache, key: str, value: bytes, ttl: float | None) -> None:
         cache.set(key, bytes(value), expire=ttl, tag=namespace_of(key), retry=False)
@@ -548,6 +640,10 @@ class DiskStore:
 
     def __repr__(self) -> str:
         return f"DiskStore({str(self.directory)!r})"
+
+
+# Rows read per step of entries(): a short read between other processes' writes.
+_PAGE = 200
 
 
 def _sqlite_error_in(exc: BaseException) -> sqlite3.Error | None:

@@ -5,9 +5,13 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 from memo._fork import renew_lock_after_fork
-from memo.stores.base import namespace_prefix
+from memo.stores.base import StoredEntry, namespace_prefix
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterable
 
 __all__ = ["MemoryStore"]
 
@@ -74,6 +78,30 @@ class MemoryStore:
             doomed = [key for key in self._data if key.startswith(prefix)]
             entries = [self._data.pop(key) for key in doomed]
         return sum(1 for _, expires in entries if expires is None or expires > now)
+
+    async def entries(
+        self, namespaces: Iterable[str] = (), *, values: bool = True
+    ) -> AsyncIterator[StoredEntry]:
+        """Yield every live entry (of ``namespaces`` when given), in the order of their keys.
+
+        Expiries are given as Unix times, converted from the store's clock
+        when the listing starts.
+
+        Args:
+            namespaces: the namespaces to list; empty: all of them.
+            values: False to leave ``value`` out (None) and give only its size.
+        """
+        prefixes = tuple(namespace_prefix(namespace) for namespace in namespaces)
+        now, wall = time.monotonic(), time.time()
+        with self._lock:
+            items = [
+                (key, value, expires)
+                for key, (value, expires) in self._data.items()
+                if (expires is None or expires > now) and (not prefixes or key.startswith(prefixes))
+            ]
+        for key, value, expires in sorted(items, key=lambda item: item[0]):
+            at = None if expires is None else wall + (expires - now)
+            yield StoredEntry(key, value if values else None, len(value), at)
 
     async def close(self) -> None:
         """Nothing to release: entries stay until the store is dropped."""

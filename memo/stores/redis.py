@@ -52,10 +52,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 from memo._fork import renew_lock_after_fork
 from memo._report import MemoWarning
-from memo.stores.base import namespace_prefix
+from memo.stores.base import StoredEntry, namespace_of, namespace_prefix
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
     from redis.asyncio import Redis
 
@@ -385,6 +385,8 @@ class RedisStore:
         self._answered_at = 0.0
         # Commands under way, in every loop: the loop's client closes after them.
         self._commands: set[asyncio.Task[Any]] = set()
+        # Whether the server has PEXPIRETIME (Redis 7+), once entries() has asked.
+        self._expiretime: bool | None = None
 
     # -- clients --------------------------------------------------------------
 
@@ -638,6 +640,108 @@ class RedisStore:
     async def clear(self, namespace: str) -> int:
         """Drop every entry of ``namespace`` (``SCAN`` + ``UNLINK``); return how many."""
         pattern = _glob_escape(self._base + namespace_prefix(namespace)) + "*"
+
+        async def drop(client: Redis) -> int:
+            dropped = 0
+            batch: list[bytes] = []
+            async for name in client.scan_iter(match=pattern, count=self.scan_count):
+                batch.append(name)
+                if len(batch) >= self.scan_count:
+                    dropped += await client.unlink(*batch)
+                    batch.clear()
+            if batch:
+                dropped += await client.unlink(*batch)
+            return dropped
+
+        return await self._call(drop)
+
+    # -- listing, for the command line and for moving caches --------------------
+
+    async def entries(
+        self, namespaces: Iterable[str] = (), *, values: bool = True
+    ) -> AsyncIterator[StoredEntry]:
+        """Yield every entry under the prefix (of ``namespaces`` when given), in key order.
+
+        The keys are gathered first with ``SCAN MATCH`` (never ``KEYS``, which
+        blocks the server), ``scan_count`` at a step, then sorted and read in
+        pipelined batches: ``GET`` (or ``STRLEN`` without values) and the
+        absolute expiry (``PEXPIRETIME``, Redis 7 or newer; ``PTTL`` from the
+        time of reading before that). A key that expires or is dropped in
+        between is left out. Only the names are held in memory at once.
+
+        Args:
+            namespaces: the namespaces to list; empty: all of them.
+            values: False to leave ``value`` out (None) and give only its size.
+        """
+        wanted = set(namespaces)
+        patterns = [
+            _glob_escape(self._base + namespace_prefix(namespace)) + "*" for namespace in wanted
+        ] or [_glob_escape(self._base) + "*"]
+        names: set[bytes] = set()  # SCAN may return a key more than once
+        for pattern in patterns:
+            cursor: int | None = None
+            while cursor != 0:
+                step = functools.partial(self._scan_step, cursor=cursor or 0, pattern=pattern)
+                cursor, found = await self._call(step)
+                names.update(found)
+        base = self._base.encode()
+        keys = []
+        for name in names:
+            with contextlib.suppress(UnicodeDecodeError):
+                key = name[len(base) :].decode()
+                if ":" in key and (not wanted or namespace_of(key) in wanted):
+                    keys.append(key)
+        keys.sort()
+        batch = 100 if values else self.scan_count
+        for start in range(0, len(keys), batch):
+            read = functools.partial(self._read_batch, keys=keys[start : start + batch])
+            for entry in await self._call(functools.partial(read, values=values)):
+                yield entry
+
+    async def _scan_step(
+        self, client: Redis, *, cursor: int, pattern: str
+    ) -> tuple[int, list[bytes]]:
+        """One ``SCAN`` step: the next cursor (0 at the end) and the names found."""
+        cursor, found = await client.scan(cursor, match=pattern, count=self.scan_count)
+        return cursor, [name for name in found if isinstance(name, bytes)]
+
+    async def _read_batch(
+        self, client: Redis, *, keys: list[str], values: bool
+    ) -> list[StoredEntry]:
+        """Read the values (or sizes) and absolute expiries of ``keys`` in one round trip."""
+        exact = self._expiretime is not False
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            name = self._base + key
+            pipe.get(name) if values else pipe.strlen(name)
+            pipe.pexpiretime(name) if exact else pipe.pttl(name)
+        # Errors come back as replies: one key of another type (WRONGTYPE) is skipped alone.
+        replies = await pipe.execute(raise_on_error=False)
+        error = self._redis.exceptions.ResponseError
+        if exact and replies and isinstance(replies[1], error) and "unknown" in str(replies[1]):
+            self._expiretime = False  # before Redis 7: no PEXPIRETIME
+            return await self._read_batch(client, keys=keys, values=values)
+        self._expiretime = exact
+        now = time.time()
+        found = []
+        for key, data, expiry in zip(keys, replies[::2], replies[1::2], strict=True):
+            if isinstance(data, error) or isinstance(expiry, error):
+                continue  # not a string: nothing memo wrote
+            if data is None or expiry == -2:
+                continue  # expired or dropped since the SCAN
+            at = None if expiry < 0 else expiry / 1000 if exact else now + expiry / 1000
+            value = data if values else None
+            found.append(StoredEntry(key, value, len(data) if values else int(data), at))
+        return found
+
+    async def clear_all(self) -> int:
+        """Drop every entry under the store's prefix, in all namespaces; return how many.
+
+        Like ``clear``, it walks the keys with ``SCAN`` and drops them with
+        ``UNLINK`` in batches. Keys of other prefixes (and single-flight locks)
+        are left alone.
+        """
+        pattern = _glob_escape(self._base) + "*"
 
         async def drop(client: Redis) -> int:
             dropped = 0
