@@ -11,6 +11,7 @@ never answered from another's entry.
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import TYPE_CHECKING, Any
 
 import openai
@@ -556,3 +557,36 @@ async def test_streams_take_the_full_path(
         assert chunks
     assert len(transforms) == 2
     assert openai_server.count() == 1
+
+
+async def test_a_method_patched_later_sees_every_call(
+    openai_server: FakeOpenAI,
+    openai_client: AsyncOpenAI,
+    transforms: list[Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Instrumentation that wraps the SDK's method (after cached()) is called on every hit."""
+    from openai.resources.chat.completions import AsyncCompletions
+
+    client = memo.openai.cached(openai_client, store=MemoryStore())
+    first = await _chat(client)
+    await _chat(client)
+    traced: list[str] = []
+    create = AsyncCompletions.create
+
+    @functools.wraps(create)
+    async def traced_create(self: Any, *args: Any, **kwargs: Any) -> Any:
+        traced.append(kwargs["model"])
+        return await create(self, *args, **kwargs)
+
+    monkeypatch.setattr(AsyncCompletions, "create", traced_create)
+    for _ in range(2):
+        _same(await _chat(client), first)
+        assert memo.openai.last_call_was_hit() is True
+    assert traced == ["fake", "fake"]
+    assert len(transforms) == 3  # the full path, each time
+    assert openai_server.count() == 1
+    monkeypatch.setattr(AsyncCompletions, "create", create)  # instrumentation removed
+    _same(await _chat(client), first)
+    assert traced == ["fake", "fake"]
+    assert len(transforms) == 3  # the shortcut again

@@ -38,9 +38,12 @@ import collections
 import contextlib
 import enum
 import functools
+import os
+import types
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Literal
 
+import openai
 from openai._types import NotGiven, Omit
 
 from memo._context import Mode, current_mode
@@ -276,6 +279,40 @@ def _streams(kwargs: dict[str, Any]) -> bool:
     return not (stream is None or stream is False or isinstance(stream, (Omit, NotGiven)))
 
 
+def _class_attribute(cls: type, name: str) -> Any:
+    """What ``cls.name`` holds, before binding (so it can be bound to the instance)."""
+    for klass in cls.__mro__:
+        if name in vars(klass):
+            return vars(klass)[name]
+    raise AttributeError(name)  # pragma: no cover - install() saw it
+
+
+_SDK_FOLDER = os.path.dirname(os.path.abspath(openai.__file__)) + os.sep
+# Whether a method is the SDK's own, per function (kept here, so its id stays its own).
+_own: dict[int, tuple[Any, bool]] = {}
+
+
+def _sdk_own(function: Any) -> bool:
+    """Whether ``function`` is the SDK's own method, not one a library wrapped or replaced.
+
+    A wrapped method (OpenTelemetry's or Langfuse's instrumentation, a test's
+    spy) wants to see every call: the shortcut stands aside for it.
+    """
+    known = _own.get(id(function))
+    if known is not None and known[0] is function:
+        return known[1]
+    code = getattr(function, "__code__", None)
+    own = (
+        type(function) is types.FunctionType
+        and code is not None
+        and os.path.abspath(code.co_filename).startswith(_SDK_FOLDER)
+    )
+    if len(_own) >= 256:  # methods patched over and over: start afresh
+        _own.clear()
+    _own[id(function)] = (function, own)
+    return own
+
+
 class Shortcuts:
     """One cached client's remembered requests, and the methods that use them.
 
@@ -310,14 +347,25 @@ class Shortcuts:
                 method = getattr(resource, name)
             except AttributeError:  # pragma: no cover - an SDK release without it
                 continue
-            vars(resource)[name] = self._wrap(method, f"{where}.{name}", path)
+            shortcut = self._wrap(resource, name, f"{where}.{name}", path)
+            vars(resource)[name] = functools.wraps(method)(shortcut)
 
-    def _wrap(self, method: Callable[..., Any], name: str, path: str) -> Callable[..., Any]:
-        @functools.wraps(method)
+    def _wrap(self, resource: Any, name: str, method_name: str, path: str) -> Callable[..., Any]:
+        cls = type(resource)
+
         async def shortcut(*args: Any, **kwargs: Any) -> Any:
-            if args or _streams(kwargs) or current_mode() is not Mode.NORMAL:
+            # Looked up on every call, as the SDK's own method would be: a
+            # method patched later (tracing, instrumentation) is the one called.
+            function = _class_attribute(cls, name)
+            method = function.__get__(resource, cls)
+            if (
+                args
+                or _streams(kwargs)
+                or current_mode() is not Mode.NORMAL
+                or not _sdk_own(function)
+            ):
                 return await method(*args, **kwargs)
-            return await self._call(method, name, path, kwargs)
+            return await self._call(method, method_name, path, kwargs)
 
         return shortcut
 
@@ -368,8 +416,11 @@ class Shortcuts:
         remembered = learning.remembered
         if remembered is not None:
             remembered.pins = tuple(pins)
-            self._remembered[key] = remembered
-            self._remembered.move_to_end(key)
-            while len(self._remembered) > MAX_REMEMBERED:
-                self._remembered.popitem(last=False)
+            table = self._remembered
+            # Tolerant of a client shared with another thread's event loop.
+            with contextlib.suppress(KeyError):
+                table[key] = remembered
+                table.move_to_end(key)
+                while len(table) > MAX_REMEMBERED:
+                    table.popitem(last=False)
         return result
