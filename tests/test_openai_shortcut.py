@@ -590,3 +590,28 @@ async def test_a_method_patched_later_sees_every_call(
     _same(await _chat(client), first)
     assert traced == ["fake", "fake"]
     assert len(transforms) == 3  # the shortcut again
+
+
+async def test_raw_calls_count_their_body_against_a_budget(
+    openai_client: AsyncOpenAI, transforms: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A raw call's entry keeps the body it sent: past the byte budget, the oldest is forgotten."""
+    monkeypatch.setattr(_shortcut, "MAX_REMEMBERED_BYTES", 3000)
+    client = memo.openai.cached(openai_client, store=MemoryStore())
+    raw = client.chat.completions.with_raw_response
+
+    def long(text: str) -> Any:
+        return [{"role": "user", "content": text * 600}]  # ~1,200 bytes counted per entry
+
+    await _chat(client)  # a parsed call's entry holds no body: it stays
+    await raw.create(model="fake", messages=long("a"))
+    await raw.create(model="fake", messages=long("b"))
+    assert len(transforms) == 3
+    await raw.create(model="fake", messages=long("a"))
+    await _chat(client)
+    assert len(transforms) == 3
+    await raw.create(model="fake", messages=long("c"))  # over the budget: "b" goes
+    await raw.create(model="fake", messages=long("b"))
+    assert len(transforms) == 5
+    await _chat(client)
+    assert len(transforms) == 5

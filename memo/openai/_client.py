@@ -641,13 +641,29 @@ def _remembered(
         store_key = function.cache_key(request)
     except Exception:  # the call itself reports it
         return None
+    if call.kind is None:
+        return Remembered(
+            function,
+            store_key,
+            post_parser=post_parser,
+            call=None,
+            timeout=call.timeout,
+            url=call.url,
+        )
+    # A raw call keeps its _Call, whose body (as built, and as keyed) the
+    # SDK's raw response carries: it counts against the shortcut's budget.
+    try:
+        size = 2 * len(orjson.dumps(call.key["body"]))
+    except TypeError:  # text orjson cannot write (a lone surrogate)
+        size = 2 * len(json.dumps(call.key["body"]))
     return Remembered(
         function,
         store_key,
         post_parser=post_parser,
-        call=None if call.kind is None else call,
+        call=call,
         timeout=call.timeout,
         url=call.url,
+        size=size,
     )
 
 

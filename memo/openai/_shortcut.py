@@ -57,12 +57,22 @@ if TYPE_CHECKING:
 
     from memo._decorator import CachedFunction
 
-__all__ = ["MAX_REMEMBERED", "METHODS", "MISSING", "Remembered", "Shortcuts", "learning"]
+__all__ = [
+    "MAX_REMEMBERED",
+    "MAX_REMEMBERED_BYTES",
+    "METHODS",
+    "MISSING",
+    "Remembered",
+    "Shortcuts",
+    "learning",
+]
 
 # Requests remembered per client, least recently used dropped first. An entry
-# is a store key and a few references (a raw call keeps its request options):
-# a few hundred bytes, so the bound is about a megabyte per client.
+# is a store key and a few references, a few hundred bytes; a raw call's entry
+# also keeps the body it sent (the SDK's raw response carries it), so those
+# count their size against a budget too.
 MAX_REMEMBERED = 4096
+MAX_REMEMBERED_BYTES = 16 * 1024 * 1024
 
 # The SDK methods the shortcut stands in front of, and the endpoint each posts to.
 METHODS: tuple[tuple[str, str, str], ...] = (
@@ -93,11 +103,21 @@ class Remembered:
     """What one request led to: its entry's key and how its answer is handed over.
 
     ``call`` is the raw-response call (``with_raw_response``) that wraps the
-    answer, None for a parsed one; ``pins`` keeps alive the classes the
+    answer, None for a parsed one; ``size`` about the bytes it holds beyond
+    its key (a raw call's body); ``pins`` keeps alive the classes the
     request was told apart by.
     """
 
-    __slots__ = ("call", "function", "pins", "post_parser", "store_key", "timeout", "url")
+    __slots__ = (
+        "call",
+        "function",
+        "pins",
+        "post_parser",
+        "size",
+        "store_key",
+        "timeout",
+        "url",
+    )
 
     def __init__(
         self,
@@ -108,11 +128,13 @@ class Remembered:
         call: Any,
         timeout: float | None,
         url: str,
+        size: int = 0,
     ) -> None:
         self.function = function
         self.store_key = store_key
         self.post_parser = post_parser
         self.call = call
+        self.size = size
         self.timeout = timeout
         self.url = url
         self.pins: tuple[Any, ...] = ()
@@ -322,7 +344,7 @@ class Shortcuts:
         serve: answers a remembered request from its entry, or ``MISSING``.
     """
 
-    __slots__ = ("_client", "_key_headers", "_remembered", "_serve", "_state")
+    __slots__ = ("_bytes", "_client", "_key_headers", "_remembered", "_serve", "_state")
 
     def __init__(
         self,
@@ -336,6 +358,7 @@ class Shortcuts:
         self._serve = serve
         self._remembered: collections.OrderedDict[str, Remembered] = collections.OrderedDict()
         self._state: tuple[Any, ...] | None = None
+        self._bytes = 0
 
     def install(self) -> None:
         """Put the shortcut in front of the client's cached SDK methods."""
@@ -387,6 +410,7 @@ class Shortcuts:
         state = self._client_state()
         if state != self._state:
             self._remembered.clear()
+            self._bytes = 0
             self._state = state
         remembered = self._remembered.get(key)
         if remembered is None:
@@ -416,11 +440,19 @@ class Shortcuts:
         remembered = learning.remembered
         if remembered is not None:
             remembered.pins = tuple(pins)
-            table = self._remembered
-            # Tolerant of a client shared with another thread's event loop.
-            with contextlib.suppress(KeyError):
-                table[key] = remembered
-                table.move_to_end(key)
-                while len(table) > MAX_REMEMBERED:
-                    table.popitem(last=False)
+            self._remember(key, remembered)
         return result
+
+    def _remember(self, key: str, remembered: Remembered) -> None:
+        table = self._remembered
+        # Tolerant of a client shared with another thread's event loop.
+        with contextlib.suppress(KeyError):
+            previous = table.pop(key, None)
+            if previous is not None:
+                self._bytes -= previous.size
+            table[key] = remembered
+            self._bytes += remembered.size
+            while len(table) > MAX_REMEMBERED or (
+                self._bytes > MAX_REMEMBERED_BYTES and len(table) > 1
+            ):
+                self._bytes -= table.popitem(last=False)[1].size
