@@ -615,3 +615,22 @@ async def test_raw_calls_count_their_body_against_a_budget(
     assert len(transforms) == 5
     await _chat(client)
     assert len(transforms) == 5
+
+
+async def test_a_base_url_changed_during_a_first_call_is_not_mixed_up(
+    openai_server: FakeOpenAI, openai_client: AsyncOpenAI, transforms: list[Any]
+) -> None:
+    """A call keyed for the old base URL is not remembered for the new one."""
+    client = memo.openai.cached(openai_client, store=MemoryStore())
+    openai_server.gate.clear()
+    old_url = asyncio.ensure_future(_chat(client))
+    assert await asyncio.to_thread(openai_server.wait_for, 1)
+    client.base_url = openai_server.base_url.replace("127.0.0.1", "localhost")
+    new_url = asyncio.ensure_future(_chat(client, temperature=0))
+    assert await asyncio.to_thread(openai_server.wait_for, 2)
+    openai_server.gate.set()
+    await asyncio.gather(old_url, new_url)
+    await _chat(client)  # the new URL's request: not the old URL's entry
+    assert memo.openai.last_call_was_hit() is False
+    assert openai_server.count() == 3
+    assert len(transforms) == 3

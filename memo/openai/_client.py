@@ -443,8 +443,8 @@ class _OpenAICache:
         request.send = functools.partial(_send_answer, call, request, post_parser)
         function = self._function(kwargs.get("cast_to"))
         learning = _shortcut.learning(client, path)
-        if learning is not None:
-            learning.remembered = _remembered(function, request, call, post_parser)
+        if learning is not None:  # no await since the key was built: the state it was built in
+            learning.found(_remembered(function, request, call, post_parser))
         answer = await _within(call.timeout, request.is_sent, call.url, function(request))
         _last_hit.set(not request.sent)
         # The caller whose request was sent gets the HTTP response it received;

@@ -143,12 +143,21 @@ class Remembered:
 class _Learning:
     """A first call under way: the cached ``post`` fills in what it led to."""
 
-    __slots__ = ("client", "path", "remembered")
+    __slots__ = ("_client_state", "client", "path", "remembered", "state")
 
-    def __init__(self, client: AsyncOpenAI, path: str) -> None:
+    def __init__(
+        self, client: AsyncOpenAI, path: str, client_state: Callable[[], tuple[Any, ...]]
+    ) -> None:
         self.client = client
         self.path = path
+        self._client_state = client_state
         self.remembered: Remembered | None = None
+        self.state: tuple[Any, ...] | None = None
+
+    def found(self, remembered: Remembered | None) -> None:
+        """Keep what the call led to, with the client's state its key was built in."""
+        self.state = self._client_state()
+        self.remembered = remembered
 
 
 _learning: ContextVar[_Learning | None] = ContextVar("memo_openai_learning", default=None)
@@ -166,7 +175,7 @@ def learning(client: AsyncOpenAI, path: str) -> _Learning | None:
         learning is None
         or learning.client is not client
         or learning.path != path
-        or learning.remembered is not None
+        or learning.state is not None
     ):
         return None
     return learning
@@ -431,14 +440,16 @@ class Shortcuts:
         pins: list[Any],
     ) -> Any:
         """Make the call the full way, and remember what its arguments led to."""
-        learning = _Learning(self._client, path)
+        learning = _Learning(self._client, path, self._client_state)
         token = _learning.set(learning)
         try:
             result = await method(**_own_copy(kwargs))
         finally:
             _learning.reset(token)
         remembered = learning.remembered
-        if remembered is not None:
+        # Only into the table of the client state the key was built in (another
+        # task may have changed the base URL while this call was on its way).
+        if remembered is not None and learning.state == self._state:
             remembered.pins = tuple(pins)
             self._remember(key, remembered)
         return result
