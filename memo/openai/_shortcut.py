@@ -380,7 +380,10 @@ class Shortcuts:
             except AttributeError:  # pragma: no cover - an SDK release without it
                 continue
             shortcut = self._wrap(resource, name, f"{where}.{name}", path)
-            vars(resource)[name] = functools.wraps(method)(shortcut)
+            try:
+                vars(resource)[name] = functools.wraps(method)(shortcut)
+            except TypeError:  # pragma: no cover - a resource of the caller's own, with no __dict__
+                continue
 
     def _wrap(self, resource: Any, name: str, method_name: str, path: str) -> Callable[..., Any]:
         cls = type(resource)
