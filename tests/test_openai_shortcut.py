@@ -250,7 +250,11 @@ NEAR_MISSES = [
         _variant(extra_body={"seed": 1}), _variant(extra_body={"seed": 2}), True, False, id="body"
     ),
     pytest.param(
-        _variant(), _variant(temperature=openai.omit), False, False, id="omit-passed-explicitly"
+        _variant(),
+        _variant(temperature=openai.NOT_GIVEN),
+        False,
+        False,
+        id="not-given-passed-explicitly",
     ),
     pytest.param(
         _variant(), _variant(extra_headers=None), False, False, id="none-passed-explicitly"
