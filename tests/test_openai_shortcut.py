@@ -638,3 +638,25 @@ async def test_a_base_url_changed_during_a_first_call_is_not_mixed_up(
     assert memo.openai.last_call_was_hit() is False
     assert openai_server.count() == 3
     assert len(transforms) == 3
+
+
+async def test_a_streaming_response_repeat_is_the_full_paths(
+    openai_server: FakeOpenAI, openai_client: AsyncOpenAI, transforms: list[Any]
+) -> None:
+    """with_streaming_response on the shortcut: the SDK's AsyncAPIResponse, as on a hit."""
+    client = memo.openai.cached(openai_client, store=MemoryStore())
+
+    async def respond(client: AsyncOpenAI) -> tuple[Any, dict[str, str], Any]:
+        streaming = client.chat.completions.with_streaming_response
+        async with streaming.create(model="fake", messages=MESSAGES) as response:
+            return type(response), dict(response.headers), await response.parse()
+
+    await respond(client)
+    kind, headers, parsed = await respond(client)
+    assert len(transforms) == 1
+    slow_kind, slow_headers, slow_parsed = await respond(client.with_options())
+    assert len(transforms) == 2
+    assert openai_server.count() == 1
+    assert kind is slow_kind
+    assert headers == slow_headers
+    _same(parsed, slow_parsed)
