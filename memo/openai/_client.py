@@ -17,6 +17,11 @@ A few response headers that carry no credential (``_KEPT_HEADERS``) are stored
 with it, so that ``with_raw_response`` and ``with_streaming_response`` calls,
 which want the HTTP response, get one built from the stored answer: a plain
 call and a raw call of one request share one entry.
+
+A repeat of a request the client has already made skips the SDK method
+altogether and reads the entry at once (``memo.openai._shortcut``); ``post``
+tells it, on the first call, which entry the arguments led to, and ``serve``
+answers a repeat the way ``post`` answers a hit.
 """
 
 from __future__ import annotations
