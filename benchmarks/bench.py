@@ -36,6 +36,7 @@ from typing import Any
 
 import diskcache
 import orjson
+from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletion
 
 import memo
@@ -44,6 +45,8 @@ from memo._envelope import seal_envelope
 from memo._serializers import serializer_id
 
 ROUNDS = 7
+# The sections, in the order they run; --only picks some.
+SECTIONS = ("hits", "misses", "concurrency", "openai", "size", "stall", "import")
 
 
 def median_us(samples: list[float]) -> float:
@@ -433,6 +436,75 @@ async def bench_size(folder: Path, report: Report, big: int, n: int) -> None:
     )
 
 
+async def bench_openai_client(folder: Path, report: Report, n: int) -> None:
+    """A cached client's hit against the SDK's own call and a decorated helper's hit."""
+    import memo.openai
+    from memo.openai._sdk import HTTP
+
+    report.section("Cached OpenAI client: the chat request (12 messages), a hit")
+    # The API, answering at once from memory: what the SDK costs without a network.
+    answer = orjson.dumps(chat_completion(1).model_dump(mode="json", exclude_unset=True))
+    headers = {"content-type": "application/json", "x-request-id": "req_bench"}
+
+    def respond(request: Any) -> Any:
+        return HTTP.Response(200, headers=headers, content=answer)
+
+    sdk = AsyncOpenAI(
+        api_key="sk-bench",
+        base_url="http://api.bench.invalid/v1",
+        http_client=HTTP.AsyncClient(transport=HTTP.MockTransport(respond)),
+        max_retries=0,
+    )
+    client = memo.openai.cached(sdk, directory=folder / "memo-openai")
+
+    # The helper memo.openai's docs show: the SDK's object, stored as the API sent it.
+    @async_disk_cache(
+        directory=folder / "memo-openai-helper",
+        serializer=memo.openai.ChatCompletionSerializer(),
+        ignore=("client",),
+    )
+    async def ask(
+        client: AsyncOpenAI,
+        model: str,
+        messages: list[dict[str, str]],
+        temperature: float = 1.0,
+        max_tokens: int | None = None,
+    ) -> ChatCompletion:
+        return await client.chat.completions.create(
+            model=model, messages=messages, temperature=temperature, max_tokens=max_tokens
+        )
+
+    requests = [chat_request(i) for i in range(n)]
+
+    async def sdk_call(request: dict[str, Any]) -> Any:
+        return await sdk.chat.completions.create(**request)
+
+    async def client_hit(request: dict[str, Any]) -> Any:
+        return await client.chat.completions.create(**request)
+
+    async def helper_hit(request: dict[str, Any]) -> Any:
+        return await ask(sdk, **request)
+
+    for request in requests:  # store every answer: what follows are hits
+        await client_hit(request)
+        await helper_hit(request)
+    direct, mine, helper = await per_op_each([sdk_call, client_hit, helper_hit], requests)
+    info = memo.openai.cache_info(client)
+    assert (info.misses, info.errors) == (n, 0), info
+    assert await client_hit(requests[3]) == await sdk_call(requests[3])
+    report.row("the SDK's own call (in-memory transport)", f"{median_us([direct]):.1f} µs")
+    report.row("helper hit, ChatCompletionSerializer", f"{median_us([helper]):.1f} µs")
+    report.row(
+        "memo.openai.cached(client) hit",
+        f"{median_us([mine]):.1f} µs",
+        f"{mine / direct:.2f}× SDK (target ≤ 0.1)",
+    )
+    report.row("", "", f"{mine / helper:.2f}× helper (target ≤ 2)")
+    report.headline("cached OpenAI client", "hit vs the SDK's own call", mine / direct, 0.1)
+    report.headline("cached OpenAI client", "hit vs a decorated helper's hit", mine / helper, 2)
+    await sdk.close()
+
+
 HOLDER = r"""
 import sqlite3, sys, time
 con = sqlite3.connect(sys.argv[1], timeout=60, isolation_level=None)
@@ -604,6 +676,12 @@ def draw_chart(
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer calls and entries")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=SECTIONS,
+        help="run this section only (repeat to run several)",
+    )
     parser.add_argument("--json", type=Path, help="also write the headline ratios to this file")
     parser.add_argument(
         "--chart", type=Path, help="draw the headline ratios to this PNG (needs matplotlib)"
@@ -622,18 +700,26 @@ async def main() -> None:
     report = Report()
     with tempfile.TemporaryDirectory(prefix="memo-bench-") as tmp:
         folder = Path(tmp)
-        hit_floor = await bench_hits(folder, report, n)
-        miss_floor = await bench_misses(folder, report, n // 2)
-        wall = await bench_concurrency(folder, report)
-        floor = 0.020 + 950 * hit_floor + 50 * miss_floor
-        report.row(
-            "20 ms + the floor's 950 hits and 50 misses",
-            f"{floor * 1e3:.1f} ms",
-            f"memo {wall / floor:.2f}× of it (target ≤ 2)",
-        )
-        await bench_size(folder, report, big, n)
-        await bench_stall(folder, report, hold=1.0 if options.quick else 2.0)
-    bench_import(report, runs=10 if options.quick else 30)
+        wanted = set(options.only or SECTIONS)
+        hit_floor = await bench_hits(folder, report, n) if "hits" in wanted else None
+        miss_floor = await bench_misses(folder, report, n // 2) if "misses" in wanted else None
+        if "concurrency" in wanted:
+            wall = await bench_concurrency(folder, report)
+            if hit_floor is not None and miss_floor is not None:
+                floor = 0.020 + 950 * hit_floor + 50 * miss_floor
+                report.row(
+                    "20 ms + the floor's 950 hits and 50 misses",
+                    f"{floor * 1e3:.1f} ms",
+                    f"memo {wall / floor:.2f}× of it (target ≤ 2)",
+                )
+        if "openai" in wanted:
+            await bench_openai_client(folder, report, n)
+        if "size" in wanted:
+            await bench_size(folder, report, big, n)
+        if "stall" in wanted:
+            await bench_stall(folder, report, hold=1.0 if options.quick else 2.0)
+    if "import" in wanted:
+        bench_import(report, runs=10 if options.quick else 30)
     machine = (
         f"{platform.python_implementation()} {platform.python_version()}, "
         f"{platform.machine()}, {os.cpu_count()} cores, memo {memo.__version__}"

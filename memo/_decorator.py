@@ -15,11 +15,11 @@ import functools
 import inspect
 from contextvars import ContextVar, Token
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, overload
 
 from memo._binding import Binding
 from memo._context import Mode, current_mode
-from memo._entries import NOT_NOW, CacheInfo, Entries, Found, StoreSlot
+from memo._entries import NOT_NOW, CacheInfo, Entries, Found, StoreSlot, _NotNow
 from memo._flight import Flight, Flights
 from memo._identity import code_fingerprint, function_identity
 from memo._keys import digest_arguments
@@ -165,6 +165,30 @@ class CachedFunction(Generic[P, R]):
             return found.value
         run = functools.partial(self._read_or_run, key, args, kwargs, read=found is NOT_NOW)
         return (await self._flights.start(key, run).join()).value
+
+    # -- a hit for a key built elsewhere (memo.openai's shortcut) ---------------
+
+    def stored_nowait(self, key: str) -> Found[R] | Literal[_NotNow.NOT_NOW] | None:
+        """Return the entry under a store key the caller already has, if it is a hit now.
+
+        For memo's own integrations that remember keys (``memo.openai``): a
+        hit is counted and answered as ``__call__`` answers it, with an object
+        of the caller's own. None (absent, unreadable, a run in flight for the
+        key) counts nothing: the caller then makes the full call, which reads,
+        joins, counts and reports as usual. ``NOT_NOW``: the store cannot
+        answer without blocking; then ``await stored(key)``.
+
+        Raises:
+            RecursionError: the caller's own await chain is computing ``key``.
+        """
+        self._refuse_self_wait(key)
+        if self._flights.find(key) is not None:
+            return None
+        return self._entries.peek_nowait(key)
+
+    async def stored(self, key: str) -> Found[R] | None:
+        """``stored_nowait`` for a store that must be awaited: a hit (counted), or None."""
+        return await self._entries.peek(key)
 
     def _refuse_self_wait(self, key: str) -> None:
         """Raise RecursionError for a call of a key its own await chain is computing."""

@@ -252,6 +252,59 @@ class Entries(Generic[T]):
             return None
         return None if data is None else self.decode(data, key)
 
+    def peek_nowait(self, key: str) -> Found[T] | Literal[_NotNow.NOT_NOW] | None:
+        """Like ``read_nowait``, for a caller that answers nothing but a hit itself.
+
+        Only a hit is counted. Anything else (absent, unreadable, the store
+        failing) is None, neither counted nor reported: that caller then makes
+        the full call, whose own read counts and reports it once.
+        """
+        try:
+            store = self.slot.get()
+        except Exception:
+            return NOT_NOW
+        if not _reads_nowait(type(store)):
+            return NOT_NOW
+        get_nowait = store.get_nowait  # type: ignore[attr-defined]
+        try:
+            data = get_nowait(key)
+        except WouldBlock:
+            return NOT_NOW
+        except Exception:
+            return None
+        return None if data is None else self._decode_hit(data, key)
+
+    async def peek(self, key: str) -> Found[T] | None:
+        """``peek_nowait`` through the store's ``get``: a hit (counted) or None (nothing counted).
+
+        A store that makes other processes wait for a miss it answered is told
+        at once that no value is coming from here: the full call that follows
+        reads (and waits) again.
+        """
+        try:
+            store = self.slot.get()
+        except Exception:
+            return None
+        try:
+            data = await store.get(key)
+        except Exception:
+            data = None
+        except BaseException:  # cancelled: a lock the read took is given back
+            await OpenEntries(self, store).release(key)
+            raise
+        if data is None:
+            await OpenEntries(self, store).release(key)
+            return None
+        return self._decode_hit(data, key)
+
+    def _decode_hit(self, data: bytes, key: str) -> Found[T] | None:
+        try:
+            value = self.codec.decode(data, key)
+        except Exception:
+            return None
+        self.counters.hits += 1
+        return Found(value, data)
+
     def decode(self, data: bytes, key: str) -> Found[T] | None:
         """Return the value in stored ``data`` (a hit, counted), or None if it cannot be read."""
         try:

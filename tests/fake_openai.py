@@ -13,6 +13,8 @@ carries headers like the API's: ``x-request-id``, ``openai-version``,
 Some model names change what it answers, so tests (and the docs' samples) can
 ask for the awkward cases over real HTTP:
 
+- ``fake-no-request-id``: answers without an ``x-request-id`` header, as some
+  OpenAI-compatible servers do;
 - ``fake-odd``: a chat completion the SDK accepts without validating it
   (``finish_reason="eos"``, ``role="model"``, a float ``created``, an unknown
   ``reasoning_content`` field);
@@ -503,6 +505,7 @@ def _handler_for(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 self._send_json(400, {"error": {"message": "expected a JSON object"}})
                 return
             model = body.get("model")
+            self.sends_request_id = model != "fake-no-request-id"
             stream = bool(body.get("stream"))
             if path == "/v1/chat/completions":
                 if stream:
@@ -535,7 +538,8 @@ def _handler_for(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
         def _send_api_headers(self) -> None:
-            self.send_header("x-request-id", f"req_{time.monotonic_ns()}")
+            if getattr(self, "sends_request_id", True):
+                self.send_header("x-request-id", f"req_{time.monotonic_ns()}")
             self.send_header("openai-version", "2020-10-01")
             self.send_header("openai-processing-ms", "7")
             self.send_header("openai-organization", ORGANIZATION)

@@ -37,6 +37,21 @@ async def test_repeated_chat_completion_is_one_http_request(
     assert (info.hits, info.misses, info.errors) == (1, 1, 0)
 
 
+async def test_a_server_that_sends_no_request_id_is_cached(
+    openai_server: FakeOpenAI, openai_client: AsyncOpenAI
+) -> None:
+    """Without x-request-id (some compatible servers), answers are stored; _request_id is None."""
+    client = memo.openai.cached(openai_client)
+    first = await client.chat.completions.create(model="fake-no-request-id", messages=MESSAGES)
+    second = await client.chat.completions.create(model="fake-no-request-id", messages=MESSAGES)
+    assert memo.openai.last_call_was_hit() is True
+    assert openai_server.count("/v1/chat/completions") == 1
+    assert second == first
+    assert second._request_id is first._request_id is None
+    info = memo.openai.cache_info(client)
+    assert (info.hits, info.misses, info.errors) == (1, 1, 0)
+
+
 @pytest.mark.parametrize(
     ("call", "path"),
     [

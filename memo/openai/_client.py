@@ -17,6 +17,11 @@ A few response headers that carry no credential (``_KEPT_HEADERS``) are stored
 with it, so that ``with_raw_response`` and ``with_streaming_response`` calls,
 which want the HTTP response, get one built from the stored answer: a plain
 call and a raw call of one request share one entry.
+
+A repeat of a request the client has already made skips the SDK method
+altogether and reads the entry at once (``memo.openai._shortcut``); ``post``
+tells it, on the first call, which entry the arguments led to, and ``serve``
+answers a repeat the way ``post`` answers a hit.
 """
 
 from __future__ import annotations
@@ -43,12 +48,12 @@ from openai.types.chat import ChatCompletion
 
 from memo._context import Mode, current_mode
 from memo._decorator import CachedFunction, entries_of
-from memo._entries import CacheInfo, Entries
+from memo._entries import NOT_NOW, CacheInfo, Entries
 from memo._envelope import Codec
 from memo._flight import Flight, Flights
 from memo._options import Options
 from memo._report import logger, report_failure
-from memo.openai import _sdk
+from memo.openai import _sdk, _shortcut
 from memo.openai._serializers import (
     Answer,
     AnswerSerializer,
@@ -57,6 +62,7 @@ from memo.openai._serializers import (
     RecordingSerializer,
     api_json,
 )
+from memo.openai._shortcut import MISSING, Remembered, Shortcuts
 from memo.openai._streams import (
     DONE,
     Body,
@@ -441,16 +447,30 @@ class _OpenAICache:
         request = _Request(key)
         request.send = functools.partial(_send_answer, call, request, post_parser)
         function = self._function(kwargs.get("cast_to"))
+        learning = _shortcut.learning(client, path)
+        if learning is not None:  # no await since the key was built: the state it was built in
+            learning.found(_remembered(function, request, call, post_parser))
         answer = await _within(call.timeout, request.is_sent, call.url, function(request))
         _last_hit.set(not request.sent)
-        if call.kind is None:
-            value = answer.value
-            return value if post_parser is None else _post_process(post_parser, value)
         # The caller whose request was sent gets the HTTP response it received;
         # the others one built from the stored answer.
-        http = request.http if request.http is not None else _answer_response(call, answer)
-        extra = {} if post_parser is None else {"post_parser": post_parser}
-        return call.raw(http, stream=False, **extra)
+        return _hand_over(answer, post_parser, call, request.http)
+
+    async def serve(self, remembered: Remembered) -> Any:
+        """Answer a request the shortcut remembers from its entry, as ``post`` answers a hit.
+
+        ``MISSING`` for anything but a hit, with nothing counted: the caller
+        then makes the full call.
+        """
+        _last_hit.set(False)
+        function, key = remembered.function, remembered.store_key
+        found = function.stored_nowait(key)
+        if found is NOT_NOW:
+            found = await _within(remembered.timeout, _never, remembered.url, function.stored(key))
+        if found is None:
+            return MISSING
+        _last_hit.set(True)
+        return _hand_over(found.value, remembered.post_parser, remembered.call)
 
     # -- streams --------------------------------------------------------------
 
@@ -609,6 +629,67 @@ class _OpenAICache:
 
     async def cache_clear(self) -> int:
         return await self.functions[ChatCompletion].cache_clear()
+
+
+def _never() -> bool:
+    return False
+
+
+def _remembered(
+    function: CachedFunction[[_Request], Any],
+    request: _Request,
+    call: _Call,
+    post_parser: Callable[[Any], Any] | None,
+) -> Remembered | None:
+    """What the shortcut remembers of a call (None if its store key cannot be had)."""
+    try:
+        store_key = function.cache_key(request)
+    except Exception:  # the call itself reports it
+        return None
+    if call.kind is None:
+        return Remembered(
+            function,
+            store_key,
+            post_parser=post_parser,
+            call=None,
+            timeout=call.timeout,
+            url=call.url,
+        )
+    # A raw call keeps its _Call, whose body (as built, and as keyed) the
+    # SDK's raw response carries: it counts against the shortcut's budget.
+    try:
+        size = 2 * len(orjson.dumps(call.key["body"]))
+    except TypeError:  # text orjson cannot write (a lone surrogate)
+        size = 2 * len(json.dumps(call.key["body"]))
+    return Remembered(
+        function,
+        store_key,
+        post_parser=post_parser,
+        call=call,
+        timeout=call.timeout,
+        url=call.url,
+        size=size,
+    )
+
+
+def _hand_over(
+    answer: Answer[Any],
+    post_parser: Callable[[Any], Any] | None,
+    call: _Call | None,
+    http: Any = None,
+) -> Any:
+    """Return what the caller asked for, from an answer: the object, or a raw response.
+
+    ``http`` is the HTTP response the caller's own request received, if it
+    was sent; otherwise a raw response is built from the stored answer.
+    """
+    if call is None or call.kind is None:
+        value = answer.value
+        return value if post_parser is None else _post_process(post_parser, value)
+    if http is None:
+        http = _answer_response(call, answer)
+    extra = {} if post_parser is None else {"post_parser": post_parser}
+    return call.raw(http, stream=False, **extra)
 
 
 def _uncacheable(kwargs: Mapping[str, Any], options: Mapping[str, Any]) -> str | None:
@@ -771,6 +852,7 @@ def _attach(cache: _OpenAICache, client: ClientT) -> ClientT:
 
     attributes["copy"] = attributes["with_options"] = copy
     attributes["_memo_openai_cache"] = cache
+    Shortcuts(client, key_headers=bool(cache.key_headers), serve=cache.serve).install()
     return client
 
 

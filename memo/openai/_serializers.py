@@ -77,9 +77,13 @@ class OpenAISerializer(Generic[T]):
         return orjson.dumps(self._payload(value))
 
     def _payload(self, value: T) -> dict[str, Any]:
-        request_id = getattr(value, "_request_id", None)
         payload = {"response": api_json(value)}
-        if isinstance(request_id, str):
+        # The SDK sets _request_id on what it returns: None when the server
+        # sent no x-request-id (some compatible servers). Kept as it was set,
+        # so the object loaded has it exactly when the original had it.
+        attributes = getattr(value, "__dict__", {})
+        request_id = attributes.get("_request_id", getattr(value, "_request_id", None))
+        if isinstance(request_id, str) or (request_id is None and "_request_id" in attributes):
             payload["request_id"] = request_id
         return payload
 
@@ -97,7 +101,7 @@ class OpenAISerializer(Generic[T]):
             raise ValueError(msg)
         value: Any = construct_type(type_=self.type, value=payload["response"])
         request_id = payload.get("request_id")
-        if isinstance(request_id, str):
+        if isinstance(request_id, str) or (request_id is None and "request_id" in payload):
             # The SDK sets this public attribute on every response it returns.
             value._request_id = request_id
         return value  # type: ignore[no-any-return]
