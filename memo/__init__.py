@@ -5,7 +5,7 @@ key, and stores the result so that a repeated call costs nothing, returns the
 same typed object and survives a restart.
 """
 
-from memo._context import bypass, refreshing
+from memo._context import NotRecordedError, bypass, offline, refreshing
 from memo._decorator import BoundCachedFunction, CachedFunction, CacheInfo, async_disk_cache
 from memo._report import MemoWarning
 from memo._serializers import JsonSerializer, PickleSerializer, PydanticSerializer, Serializer
@@ -19,6 +19,7 @@ __all__ = [
     "JsonSerializer",
     "MemoWarning",
     "MemoryStore",
+    "NotRecordedError",
     "PickleSerializer",
     "PydanticSerializer",
     "RedisStore",
@@ -26,6 +27,7 @@ __all__ = [
     "Store",
     "async_disk_cache",
     "bypass",
+    "offline",
     "refreshing",
 ]
 

@@ -36,6 +36,7 @@ def test_the_top_level_api_is_pinned() -> None:
         "JsonSerializer",
         "MemoWarning",
         "MemoryStore",
+        "NotRecordedError",
         "PickleSerializer",
         "PydanticSerializer",
         "RedisStore",
@@ -43,6 +44,7 @@ def test_the_top_level_api_is_pinned() -> None:
         "Store",
         "async_disk_cache",
         "bypass",
+        "offline",
         "refreshing",
     ]
     assert memo.stores.__all__ == [

@@ -22,6 +22,7 @@ call and a raw call of one request share one entry.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import dataclasses
 import datetime
@@ -41,7 +42,7 @@ from openai._resource import AsyncAPIResource
 from openai._types import NotGiven, Omit
 from openai.types.chat import ChatCompletion
 
-from memo._context import Mode, current_mode
+from memo._context import Mode, NotRecordedError, current_mode, is_offline
 from memo._decorator import CachedFunction, entries_of
 from memo._entries import CacheInfo, Entries
 from memo._envelope import Codec
@@ -69,7 +70,7 @@ from memo.openai._streams import (
 
 if TYPE_CHECKING:
     import os
-    from collections.abc import AsyncGenerator, AsyncIterator
+    from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 
     from memo.stores.base import Store
 
@@ -314,6 +315,17 @@ class _Call:
         )
 
 
+@contextlib.contextmanager
+def _named_when_not_recorded(call: _Call) -> Iterator[None]:
+    """Name the request (not memo's own sending function) in a ``NotRecordedError``."""
+    try:
+        yield
+    except NotRecordedError as exc:
+        model = call.key["body"].get("model") if isinstance(call.key["body"], dict) else None
+        request = f"memo.openai: POST {call.url}" + (f" (model {model!r})" if model else "")
+        raise NotRecordedError(request, exc.namespace, exc.key, exc.why) from None
+
+
 def _answer_response(call: _Call, answer: Answer[Any]) -> Any:
     """Return an HTTP response with a stored answer's body and kept headers."""
     headers = {"content-type": "application/json", **answer.headers}
@@ -419,29 +431,36 @@ class _OpenAICache:
     ) -> Any:
         """Stand in for ``client.post``: answer from the cache, or send and store."""
         _last_hit.set(False)
-        if path not in CACHED_PATHS or current_mode() is Mode.BYPASS:
+        if path not in CACHED_PATHS:
+            return await real_post(path, **kwargs)
+        if current_mode() is Mode.BYPASS:
+            self._refuse_offline(path, "memo.bypass() reads no entry")
             return await real_post(path, **kwargs)
         options = dict(kwargs.get("options") or {})
         reason = _uncacheable(kwargs, options)
         if reason is not None:
+            self._refuse_offline(path, f"memo cannot cache it: {reason}")
             _say_uncached(path, reason)
             return await real_post(path, **kwargs)
         try:
             key = self.request_key(client, path, kwargs.get("body"), options)
         except Exception as exc:
+            self._refuse_offline(path, f"memo cannot key it: {exc}")
             # The SDK may still manage to send it: a cache problem never costs the answer.
             report_failure(self.namespace, "building the key", exc)
             return await real_post(path, **kwargs)
         call = _Call(client, real_post, path, kwargs, options=options, key=key)
         if kwargs.get("stream"):
-            return await self._stream(call)
+            with _named_when_not_recorded(call):
+                return await self._stream(call)
         # The per-call post-processing (structured-output parsing, base64
         # decoding) runs after the cache, so the stored value is what the API sent.
         post_parser = call.options.pop("post_parser", None)
         request = _Request(key)
         request.send = functools.partial(_send_answer, call, request, post_parser)
         function = self._function(kwargs.get("cast_to"))
-        answer = await _within(call.timeout, request.is_sent, call.url, function(request))
+        with _named_when_not_recorded(call):
+            answer = await _within(call.timeout, request.is_sent, call.url, function(request))
         _last_hit.set(not request.sent)
         if call.kind is None:
             value = answer.value
@@ -452,11 +471,20 @@ class _OpenAICache:
         extra = {} if post_parser is None else {"post_parser": post_parser}
         return call.raw(http, stream=False, **extra)
 
+    def _refuse_offline(self, path: str, why: str) -> None:
+        """In offline mode, raise ``NotRecordedError`` for a request that would go out uncached."""
+        if is_offline():
+            request = f"memo.openai: POST {path}"
+            raise NotRecordedError(
+                request, self.namespace, None, f"{why}, so nothing recorded can answer it"
+            )
+
     # -- streams --------------------------------------------------------------
 
     async def _stream(self, call: _Call) -> Any:
         args = get_args(call.kwargs.get("stream_cls"))
         if len(args) != 1:
+            self._refuse_offline(call.path, "it asks for a stream class of its own")
             _say_uncached(
                 call.path,
                 "it asks for a stream class of its own (or one that names no chunk type), "
@@ -498,6 +526,7 @@ class _OpenAICache:
             return self._follow(call, outcome.broadcast, build)
         if starter:  # an answer memo could not record: returned as it came
             return outcome
+        self._refuse_offline(call.path, "the stream it joined could not be recorded")
         return await call.real_post(call.path, **call.kwargs)
 
     async def _start(
@@ -519,9 +548,9 @@ class _OpenAICache:
                 raise
             if found is not None:
                 return found.value
-        entries.counters.misses += 1
-        mine.sent = True
         try:
+            entries.miss(store_key)
+            mine.sent = True
             live = await call.real_post(call.path, **{**call.kwargs, "options": call.options})
         except BaseException:
             if flight is not None:
