@@ -172,3 +172,7 @@ class NotRecordedError(LookupError):
     def __reduce__(self) -> tuple[object, ...]:
         # Rebuilt from its parts, not its message (pytest-xdist, multiprocessing).
         return type(self), (self.function, self.namespace, self.key, self.why)
+
+
+# Tracebacks name it as users import it.
+NotRecordedError.__module__ = "memo"
