@@ -22,7 +22,6 @@ call and a raw call of one request share one entry.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import dataclasses
 import datetime
@@ -70,7 +69,7 @@ from memo.openai._streams import (
 
 if TYPE_CHECKING:
     import os
-    from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+    from collections.abc import AsyncGenerator, AsyncIterator
 
     from memo.stores.base import Store
 
@@ -315,15 +314,12 @@ class _Call:
         )
 
 
-@contextlib.contextmanager
-def _named_when_not_recorded(call: _Call) -> Iterator[None]:
-    """Name the request (not memo's own sending function) in a ``NotRecordedError``."""
-    try:
-        yield
-    except NotRecordedError as exc:
-        model = call.key["body"].get("model") if isinstance(call.key["body"], dict) else None
-        request = f"memo.openai: POST {call.url}" + (f" (model {model!r})" if model else "")
-        raise NotRecordedError(request, exc.namespace, exc.key, exc.why) from None
+def _naming_the_request(call: _Call, exc: NotRecordedError) -> NotRecordedError:
+    """Return ``exc`` naming the request, rather than memo's own function that sends it."""
+    body = call.key["body"]
+    model = body.get("model") if isinstance(body, dict) else None
+    request = f"memo.openai: POST {call.url}" + (f" (model {model!r})" if model else "")
+    return NotRecordedError(request, exc.namespace, exc.key, exc.why)
 
 
 def _answer_response(call: _Call, answer: Answer[Any]) -> Any:
@@ -451,16 +447,20 @@ class _OpenAICache:
             return await real_post(path, **kwargs)
         call = _Call(client, real_post, path, kwargs, options=options, key=key)
         if kwargs.get("stream"):
-            with _named_when_not_recorded(call):
+            try:
                 return await self._stream(call)
+            except NotRecordedError as exc:
+                raise _naming_the_request(call, exc) from None
         # The per-call post-processing (structured-output parsing, base64
         # decoding) runs after the cache, so the stored value is what the API sent.
         post_parser = call.options.pop("post_parser", None)
         request = _Request(key)
         request.send = functools.partial(_send_answer, call, request, post_parser)
         function = self._function(kwargs.get("cast_to"))
-        with _named_when_not_recorded(call):
+        try:
             answer = await _within(call.timeout, request.is_sent, call.url, function(request))
+        except NotRecordedError as exc:
+            raise _naming_the_request(call, exc) from None
         _last_hit.set(not request.sent)
         if call.kind is None:
             value = answer.value
