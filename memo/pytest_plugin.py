@@ -37,7 +37,7 @@ import pytest
 
 from memo._context import NotRecordedError, is_offline
 from memo._entries import default_store_replaced
-from memo._transfer import read_export, write_export
+from memo._transfer import ExportError, read_export, write_export
 from memo.stores.memory import MemoryStore
 
 if TYPE_CHECKING:
@@ -178,8 +178,13 @@ class Recordings:
         store = _RecordingStore()
         recording = self.recording_of(module)
         if recording.exists():
-            with recording.open("rb") as src:
-                _run(read_export(store, src))
+            try:
+                with recording.open("rb") as src:
+                    _run(read_export(store, src, source=self._shown(recording)))
+            except ExportError as exc:
+                # Not one test's failure: every test of the module would fail alike.
+                msg = f"{exc}; repair it (a merge conflict?) or delete it and record again"
+                pytest.exit(msg, returncode=pytest.ExitCode.USAGE_ERROR)
         self._module, self._store = module, store
         self._scope.enter_context(default_store_replaced(store))
 

@@ -202,3 +202,16 @@ def test_recording_refuses_offline_mode(
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*MEMO_OFFLINE is set: unset it to record*"])
     assert _runs(project) == []
+
+
+def test_a_damaged_recording_stops_the_run_and_names_the_file(project: pytest.Pytester) -> None:
+    """A recording that is not an export (a merge conflict left in it) stops the run, clearly."""
+    project.runpytest("--memo-record").assert_outcomes(passed=2)
+    recording = project.path / "tests" / "recordings" / "test_calls.jsonl"
+    recording.write_text("<<<<<<< HEAD\n" + recording.read_text())
+    result = project.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines(
+        ["*tests/recordings/test_calls.jsonl is not a memo export*delete it and record again*"]
+    )
+    assert _runs(project) == ["21", "4"]
