@@ -162,7 +162,14 @@ class CachedFunction(Generic[P, R]):
         flight = self._flights.find(key)
         if flight is not None:  # a hit: the run going on answers, with an object of our own
             self._entries.counters.hits += 1
-            return self._entries.copy(await flight.join(), key)
+            try:
+                return self._entries.copy(await flight.join(), key)
+            except NotRecordedError:
+                if is_offline():
+                    raise
+                # Refused to the offline caller that started it; this one runs it.
+                self._entries.counters.hits -= 1
+                return await self(*args, **kwargs)
         # Not awaited between find and start: concurrent callers run it once.
         found = self._entries.read_nowait(key)
         if isinstance(found, Found):

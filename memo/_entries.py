@@ -55,8 +55,9 @@ class CacheInfo:
     Attributes:
         hits: calls answered without running the function: read from the store,
             or joined to a run already in flight.
-        misses: calls that ran the function (``refresh`` included), and reads
-            of an entry that could not be used.
+        misses: calls that ran the function (``refresh`` included), calls
+            offline mode refused to run, and reads of an entry that could not
+            be used.
         errors: store and serializer failures memo recovered from (an
             unreadable entry, a full disk, a store that is down, ...).
     """

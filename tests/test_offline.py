@@ -231,3 +231,37 @@ async def test_bypass_and_uncached_requests_of_a_cached_client_offline(
         models = await client.models.list()
     assert [model.id async for model in models] == ["fake"]
     assert openai_server.count() == 1
+
+
+async def test_a_caller_online_never_gets_the_error_of_one_offline() -> None:
+    """An online call that joins an offline call's refused run runs the function itself."""
+    calls, fetch, _ = _counted()
+    with memo.offline():
+        refused = asyncio.create_task(fetch(1))  # starts the run the next one joins
+    answered = asyncio.create_task(fetch(1))
+    outcomes = await asyncio.gather(refused, answered, return_exceptions=True)
+    assert isinstance(outcomes[0], NotRecordedError)
+    assert outcomes[1] == {"x": 1, "run": 1}
+    assert calls == [1]
+
+
+async def test_an_online_stream_never_gets_the_error_of_an_offline_one(
+    openai_server: FakeOpenAI, openai_client: AsyncOpenAI
+) -> None:
+    """An online stream request that joins an offline one's refused start sends its own."""
+    import memo.openai
+
+    client = memo.openai.cached(openai_client, store=MemoryStore())
+
+    async def stream() -> list[Any]:
+        answer = await client.chat.completions.create(model="fake", messages=MESSAGES, stream=True)
+        return [chunk async for chunk in answer]
+
+    with memo.offline():
+        refused = asyncio.create_task(stream())
+    answered = asyncio.create_task(stream())
+    outcomes = await asyncio.gather(refused, answered, return_exceptions=True)
+    assert isinstance(outcomes[0], NotRecordedError)
+    assert isinstance(outcomes[1], list)
+    assert len(outcomes[1]) > 1
+    assert openai_server.count() == 1

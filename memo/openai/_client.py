@@ -248,6 +248,10 @@ async def _within(
 _STREAM_CODEC = Codec(RecordingSerializer())
 
 
+# What a caller that joined a start refused to an offline caller gets: start again.
+_AFRESH = object()
+
+
 class _Started:
     """A stream request that was sent: its broadcast, and the SDK's stream object for its caller."""
 
@@ -505,13 +509,9 @@ class _OpenAICache:
                     entries.counters.hits += 1
                     _last_hit.set(True)
                     return self._follow(call, broadcast, build)
-                flight = self._starting.find(store_key)
-                if flight is None:
-                    run = functools.partial(self._start, call, entries, store_key, mine)
-                    flight = self._starting.start(store_key, run)
-                else:
-                    entries.counters.hits += 1
-                outcome = await _within(call.timeout, mine.is_sent, call.url, flight.join())
+                outcome = await self._start_or_join(call, entries, store_key, mine)
+                if outcome is _AFRESH:
+                    continue
             starter = mine.sent
             if isinstance(outcome, _Started) and not starter and outcome.broadcast.abandoned:
                 continue  # its callers all left before this one could join: start afresh
@@ -528,6 +528,25 @@ class _OpenAICache:
             return outcome
         self._refuse_offline(call.path, "the stream it joined could not be recorded")
         return await call.real_post(call.path, **call.kwargs)
+
+    async def _start_or_join(
+        self, call: _Call, entries: Entries[Any], store_key: str, mine: _Request
+    ) -> Any:
+        """Start the request, or join the identical one being started; ``_AFRESH``: try again."""
+        flight = self._starting.find(store_key)
+        if flight is None:
+            run = functools.partial(self._start, call, entries, store_key, mine)
+            flight = self._starting.start(store_key, run)
+            return await _within(call.timeout, mine.is_sent, call.url, flight.join())
+        entries.counters.hits += 1
+        try:
+            return await _within(call.timeout, mine.is_sent, call.url, flight.join())
+        except NotRecordedError:
+            if is_offline():
+                raise
+            # Refused to the offline caller that started it; this one sends it.
+            entries.counters.hits -= 1
+            return _AFRESH
 
     async def _start(
         self,
