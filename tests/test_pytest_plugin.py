@@ -215,3 +215,39 @@ def test_a_damaged_recording_stops_the_run_and_names_the_file(project: pytest.Py
         ["*tests/recordings/test_calls.jsonl is not a memo export*delete it and record again*"]
     )
     assert _runs(project) == ["21", "4"]
+
+
+STORES = """
+import memo
+
+
+@memo.async_disk_cache(directory="a-folder")
+async def in_a_folder(x: int) -> int:
+    return x
+
+
+@memo.async_disk_cache(store=memo.MemoryStore())
+async def in_its_own_store(x: int) -> int:
+    return x
+
+
+async def test_in_a_folder():
+    assert await in_a_folder(1) == 1
+
+
+async def test_in_its_own_store():
+    assert await in_its_own_store(1) == 1
+"""
+
+
+def test_a_folder_is_replaced_and_a_given_store_is_kept(project: pytest.Pytester) -> None:
+    """directory= entries go to the recordings; a store= function keeps its store, unrecorded."""
+    project.makepyfile(**{"tests/test_stores": STORES})
+    project.runpytest("--memo-record").assert_outcomes(passed=4)
+    recording = project.path / "tests" / "recordings" / "test_stores.jsonl"
+    namespaces = [json.loads(line)["namespace"] for line in recording.read_text().splitlines()[1:]]
+    assert namespaces == ["test_stores.in_a_folder"]
+    assert not (project.path / "a-folder").exists()
+    result = project.runpytest("tests/test_stores.py")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["FAILED tests/test_stores.py::test_in_its_own_store - *"])
