@@ -30,6 +30,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -150,9 +151,19 @@ class Recordings:
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-        """Name the recording file under a test that failed for want of a recording."""
-        report = yield
-        if call.excinfo is not None and call.excinfo.errisinstance(NotRecordedError):
+        """Show a test that failed for want of a recording from its own code, naming the file."""
+        refused = call.excinfo is not None and call.excinfo.errisinstance(NotRecordedError)
+        # memo's frames say nothing the message does not: hidden as pytest hides
+        # its own (a module's __tracebackhide__), for this report only.
+        modules = [vars(m) for name, m in list(sys.modules.items()) if refused and _ours(name)]
+        for namespace in modules:
+            namespace["__tracebackhide__"] = _hide_from_refusals
+        try:
+            report = yield
+        finally:
+            for namespace in modules:
+                namespace.pop("__tracebackhide__", None)
+        if refused:
             recording = self._shown(self.recording_of(item.path))
             report.sections.append(
                 ("memo", f"not in {recording}: record it with `pytest --memo-record`")
@@ -202,6 +213,14 @@ class Recordings:
         with partial.open("wb") as out:
             _run(write_export(store, out))
         partial.replace(recording)
+
+
+def _ours(module: str) -> bool:
+    return module == "memo" or module.startswith("memo.")
+
+
+def _hide_from_refusals(excinfo: pytest.ExceptionInfo[BaseException]) -> bool:
+    return excinfo.errisinstance(NotRecordedError)
 
 
 class _RecordingStore(MemoryStore):
