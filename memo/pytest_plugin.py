@@ -105,6 +105,8 @@ class Recordings:
         self._root = root
         self._module: Path | None = None
         self._store: MemoryStore | None = None
+        self._loaded = 0  # entries the module's file held
+        self._added: dict[Path, int] = {}  # recording -> entries this run added
         self._scope = contextlib.ExitStack()
         self._environment = os.environ.get("MEMO_OFFLINE")
         if not record:
@@ -146,6 +148,14 @@ class Recordings:
         if self.record:
             return f"memo: recording the calls missing from {self._shown(self.folder)}"
         return f"memo: replaying {self._shown(self.folder)} offline (record with --memo-record)"
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        """Name the recordings this run added calls to: the files to commit."""
+        for recording, added in self._added.items():
+            calls = "call" if added == 1 else "calls"
+            terminalreporter.write_line(
+                f"memo: {added} {calls} recorded in {self._shown(recording)}"
+            )
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
@@ -196,7 +206,7 @@ class Recordings:
                 # Not one test's failure: every test of the module would fail alike.
                 msg = f"{exc}; repair it (a merge conflict?) or delete it and record again"
                 pytest.exit(msg, returncode=pytest.ExitCode.USAGE_ERROR)
-        self._module, self._store = module, store
+        self._module, self._store, self._loaded = module, store, len(store)
         self._scope.enter_context(default_store_replaced(store))
 
     def _leave(self) -> None:
@@ -213,6 +223,8 @@ class Recordings:
         with partial.open("wb") as out:
             _run(write_export(store, out))
         partial.replace(recording)
+        if len(store) > self._loaded:
+            self._added[recording] = self._added.get(recording, 0) + len(store) - self._loaded
 
 
 def _ours(module: str) -> bool:

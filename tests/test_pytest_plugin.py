@@ -90,7 +90,9 @@ def test_record_writes_one_export_per_module_and_replay_runs_nothing(
     project: pytest.Pytester,
 ) -> None:
     """--memo-record runs the calls and writes the module's file; plain pytest answers from it."""
-    project.runpytest("--memo-record").assert_outcomes(passed=2)
+    result = project.runpytest("--memo-record")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["memo: 2 calls recorded in tests/recordings/test_calls.jsonl"])
     assert _runs(project) == ["21", "4"]
     recording = project.path / "tests" / "recordings" / "test_calls.jsonl"
     lines = [json.loads(line) for line in recording.read_text().splitlines()]
@@ -109,7 +111,9 @@ def test_recording_again_changes_no_byte(project: pytest.Pytester) -> None:
     project.runpytest("--memo-record").assert_outcomes(passed=2)
     recording = project.path / "tests" / "recordings" / "test_calls.jsonl"
     first = recording.read_bytes()
-    project.runpytest("--memo-record").assert_outcomes(passed=2)
+    result = project.runpytest("--memo-record")
+    result.assert_outcomes(passed=2)
+    assert "calls recorded" not in result.stdout.str()
     assert recording.read_bytes() == first
     assert _runs(project) == ["21", "4"]
 
