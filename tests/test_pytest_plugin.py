@@ -259,3 +259,41 @@ def test_a_folder_is_replaced_and_a_given_store_is_kept(project: pytest.Pytester
     result = project.runpytest("tests/test_stores.py")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["FAILED tests/test_stores.py::test_in_its_own_store - *"])
+
+
+FIXTURES = """
+import asyncio
+
+import pytest
+
+import memo
+
+
+@memo.async_disk_cache
+async def triple(x: int) -> int:
+    with open("runs.log", "a") as log:
+        log.write(f"{x}\\n")
+    return 3 * x
+
+
+@pytest.fixture(scope="module")
+def nine():
+    return asyncio.run(triple(3))
+
+
+async def test_uses_the_fixture(nine):
+    assert nine == 9
+
+
+async def test_uses_it_again(nine):
+    assert nine == 9
+"""
+
+
+def test_module_fixtures_are_recorded_with_their_module(project: pytest.Pytester) -> None:
+    """A module-scoped fixture's cached call goes to its module's file and replays from it."""
+    project.makepyfile(**{"tests/test_fixtures": FIXTURES})
+    project.runpytest("tests/test_fixtures.py", "--memo-record").assert_outcomes(passed=2)
+    assert (project.path / "tests" / "recordings" / "test_fixtures.jsonl").exists()
+    project.runpytest("tests/test_fixtures.py").assert_outcomes(passed=2)
+    assert _runs(project) == ["3"]
