@@ -10,7 +10,7 @@ import typing
 from memo._lazy import lazy_exports as _lazy_exports
 
 if typing.TYPE_CHECKING:
-    from memo._context import bypass, refreshing
+    from memo._context import NotRecordedError, bypass, offline, refreshing
     from memo._decorator import BoundCachedFunction, CachedFunction, CacheInfo, async_disk_cache
     from memo._report import MemoWarning
     from memo._serializers import (
@@ -29,6 +29,7 @@ __all__ = [
     "JsonSerializer",
     "MemoWarning",
     "MemoryStore",
+    "NotRecordedError",
     "PickleSerializer",
     "PydanticSerializer",
     "RedisStore",
@@ -36,6 +37,7 @@ __all__ = [
     "Store",
     "async_disk_cache",
     "bypass",
+    "offline",
     "refreshing",
 ]
 
@@ -53,6 +55,7 @@ __getattr__, __dir__ = _lazy_exports(
         "JsonSerializer": "memo._serializers",
         "MemoWarning": "memo._report",
         "MemoryStore": "memo.stores",
+        "NotRecordedError": "memo._context",
         "PickleSerializer": "memo._serializers",
         "PydanticSerializer": "memo._serializers",
         "RedisStore": "memo.stores",
@@ -60,6 +63,7 @@ __getattr__, __dir__ = _lazy_exports(
         "Store": "memo.stores",
         "async_disk_cache": "memo._decorator",
         "bypass": "memo._context",
+        "offline": "memo._context",
         "refreshing": "memo._context",
     },
 )

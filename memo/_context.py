@@ -1,16 +1,30 @@
-"""Per-call switches that follow the task: ``bypass()`` and ``refreshing()``."""
+"""Per-call switches that follow the task: ``bypass()``, ``refreshing()`` and ``offline()``.
+
+Offline mode is a switch of its own, beside the mode: whatever the mode, it
+forbids running a cached function (or sending a cached OpenAI request), and
+a call that would run raises ``NotRecordedError``.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import enum
+import os
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-__all__ = ["Mode", "bypass", "current_mode", "refreshing"]
+__all__ = [
+    "Mode",
+    "NotRecordedError",
+    "bypass",
+    "current_mode",
+    "is_offline",
+    "offline",
+    "refreshing",
+]
 
 
 class Mode(enum.Enum):
@@ -56,3 +70,109 @@ def refreshing() -> contextlib.AbstractContextManager[None]:
             await forecast("Paris")   # runs and replaces the stored entry
     """
     return _switch(Mode.REFRESH)
+
+
+# None: as $MEMO_OFFLINE says. Read only when a call would run, never on a hit.
+_offline: ContextVar[bool | None] = ContextVar("memo_offline", default=None)
+
+_ON = frozenset({"1", "true", "yes", "on"})
+_OFF = frozenset({"", "0", "false", "no", "off"})
+
+
+def offline(enabled: bool = True) -> contextlib.AbstractContextManager[None]:
+    """Answer cached calls from the cache only: a miss raises ``NotRecordedError``.
+
+    For test suites that replay recorded answers: a hit returns as usual; a
+    call that would run the function (a miss, ``refresh()``, a call under
+    ``memo.refreshing()`` or ``memo.bypass()``) raises instead, and a cached
+    ``memo.openai`` client sends no request on the endpoints it caches. A
+    context manager backed by a ``ContextVar``, like ``bypass()``: it covers
+    the calls made in the block, including tasks created there::
+
+        with memo.offline():
+            await forecast("Paris")  # the stored answer, or NotRecordedError
+
+    ``MEMO_OFFLINE=1`` in the environment turns it on for a whole run (read
+    when a call would run); ``offline(False)`` turns it off in a block even so.
+
+    Args:
+        enabled: False turns offline mode off in the block.
+
+    Raises:
+        TypeError: ``enabled`` is not a bool.
+    """
+    if not isinstance(enabled, bool):  # a typo such as offline("false") must not pass
+        msg = f"offline() takes True or False, got {enabled!r}"  # type: ignore[unreachable]
+        raise TypeError(msg)
+    return _set_offline(enabled)
+
+
+@contextlib.contextmanager
+def _set_offline(enabled: bool) -> Iterator[None]:
+    token = _offline.set(enabled)
+    try:
+        yield
+    finally:
+        _offline.reset(token)
+
+
+def is_offline() -> bool:
+    """Whether offline mode is on here: ``offline()``, else ``$MEMO_OFFLINE``.
+
+    Raises:
+        ValueError: ``$MEMO_OFFLINE`` holds something other than 1/0, true/false,
+            yes/no, on/off (a misspelled switch must not reach the API).
+    """
+    chosen = _offline.get()
+    if chosen is not None:
+        return chosen
+    value = os.environ.get("MEMO_OFFLINE", "").strip().lower()
+    if value in _ON:
+        return True
+    if value in _OFF:
+        return False
+    msg = f"MEMO_OFFLINE must be 1 or 0 (or true/false, yes/no, on/off), got {value!r}"
+    raise ValueError(msg)
+
+
+class NotRecordedError(LookupError):
+    """A cached call found nothing stored in offline mode, so memo did not run it.
+
+    A ``LookupError``: the key was looked up and is not there. Raised to the
+    caller in place of the function's result; nothing is stored.
+
+    Attributes:
+        function: what would have run: the cached function's name, or the
+            request a ``memo.openai`` client would have sent.
+        namespace: the namespace of the entry looked for.
+        key: the store key looked for (None when the call reads nothing, as
+            under ``memo.bypass()``).
+        why: for a call that reads nothing, why it does not and what to do.
+    """
+
+    def __init__(self, function: str, namespace: str, key: str | None, why: str = "") -> None:
+        self.function = function
+        self.namespace = namespace
+        self.key = key
+        self.why = why
+        if key is None:
+            message = (
+                f"{function}: offline mode (memo.offline() or MEMO_OFFLINE=1) does not run "
+                f"this call (namespace {namespace!r}), and {why}"
+            )
+        else:
+            message = (
+                f"{function}: nothing recorded for this call (namespace {namespace!r}, key "
+                f"{key}), and offline mode (memo.offline() or MEMO_OFFLINE=1) does not run it. "
+                f"Record it by running it once with offline mode off (MEMO_OFFLINE unset), or "
+                f"with memo's pytest plugin: `pytest --memo-record`; then commit the recording"
+            )
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Rebuilt from its parts, not its message (pytest-xdist, multiprocessing).
+        return type(self), (self.function, self.namespace, self.key, self.why)
+
+
+# Tracebacks name it as users import it.
+NotRecordedError.__module__ = "memo"

@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, overload
 
 from memo._binding import Binding
-from memo._context import Mode, current_mode
+from memo._context import Mode, NotRecordedError, current_mode, is_offline
 from memo._entries import NOT_NOW, CacheInfo, Entries, Found, StoreSlot, _NotNow
 from memo._flight import Flight, Flights
 from memo._identity import code_fingerprint, function_identity
@@ -114,6 +114,7 @@ class CachedFunction(Generic[P, R]):
             fn=fn,
             ttl=options.ttl,
             cache_if=options.cache_if,
+            name=f"{owner}()",
         )
         self._flights: Flights[Found[R]] = Flights()
         if hasattr(inspect, "markcoroutinefunction"):  # Python 3.12+
@@ -150,6 +151,12 @@ class CachedFunction(Generic[P, R]):
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         mode = current_mode()
         if mode is Mode.BYPASS:
+            if is_offline():  # bypass() never reads, so nothing recorded can answer
+                why = (
+                    "memo.bypass() reads no entry, so nothing recorded can answer it: keep "
+                    "bypass() out of what the tests run, or use memo.offline(False) around it"
+                )
+                raise NotRecordedError(self._entries.name, self.namespace, None, why)
             return await self._fn(*args, **kwargs)
         key = self._key(args, kwargs)
         self._refuse_self_wait(key)
@@ -158,7 +165,14 @@ class CachedFunction(Generic[P, R]):
         flight = self._flights.find(key)
         if flight is not None:  # a hit: the run going on answers, with an object of our own
             self._entries.counters.hits += 1
-            return self._entries.copy(await flight.join(), key)
+            try:
+                return self._entries.copy(await flight.join(), key)
+            except NotRecordedError:
+                if is_offline():
+                    raise
+                # Refused to the offline caller that started it; this one runs it.
+                self._entries.counters.hits -= 1
+                return await self(*args, **kwargs)
         # Not awaited between find and start: concurrent callers run it once.
         found = self._entries.read_nowait(key)
         if isinstance(found, Found):
@@ -222,8 +236,8 @@ class CachedFunction(Generic[P, R]):
         except BaseException:  # cancelled: a lock the read took is given back
             await entries.release(key)
             raise
-        self._entries.counters.misses += 1
         try:
+            self._entries.miss(key)
             result = await self._fn(*args, **kwargs)
         except BaseException:
             flight.close()  # its exception is for the callers it has, not for newcomers
@@ -242,11 +256,11 @@ class CachedFunction(Generic[P, R]):
         return Found(result, data)
 
     async def _run_and_write(self, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        self._entries.miss(key)  # before anything changes: offline mode may refuse it
         # Runs going on (and starting until this one is written) compute older values.
         self._flights.supersede(key)
         token = _mark_computing(self, key)
         try:
-            self._entries.counters.misses += 1
             result = await self._fn(*args, **kwargs)
         finally:
             _computing.reset(token)
@@ -265,6 +279,10 @@ class CachedFunction(Generic[P, R]):
 
         Counted as a miss. A failing store is reported and counted; the result
         is returned all the same.
+
+        Raises:
+            NotRecordedError: offline mode is on (``memo.offline()``): the
+                function is not run.
         """
         key = self._key(args, kwargs)
         return await self._run_and_write(key, args, kwargs)

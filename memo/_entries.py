@@ -12,6 +12,7 @@ never a result.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import enum
@@ -19,6 +20,7 @@ import functools
 import weakref
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
+from memo._context import NotRecordedError, is_offline
 from memo._envelope import Codec
 from memo._report import report_failure, warn
 from memo._serializers import JsonSerializer, serializer_for
@@ -26,12 +28,21 @@ from memo.stores.base import WouldBlock
 
 if TYPE_CHECKING:
     import os
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from memo._serializers import Serializer
     from memo.stores.base import Store
 
-__all__ = ["NOT_NOW", "CacheInfo", "Counters", "Entries", "Found", "OpenEntries", "StoreSlot"]
+__all__ = [
+    "NOT_NOW",
+    "CacheInfo",
+    "Counters",
+    "Entries",
+    "Found",
+    "OpenEntries",
+    "StoreSlot",
+    "default_store_replaced",
+]
 
 T = TypeVar("T")
 
@@ -43,8 +54,9 @@ class CacheInfo:
     Attributes:
         hits: calls answered without running the function: read from the store,
             or joined to a run already in flight.
-        misses: calls that ran the function (``refresh`` included), and reads
-            of an entry that could not be used.
+        misses: calls that ran the function (``refresh`` included), calls
+            offline mode refused to run, and reads of an entry that could not
+            be used.
         errors: store and serializer failures memo recovered from (an
             unreadable entry, a full disk, a store that is down, ...).
     """
@@ -122,8 +134,29 @@ def _reads_nowait(cls: type) -> bool:
     return get is not None and get_nowait is not None and issubclass(get_nowait, get)
 
 
+# While memo's pytest plugin points memo at a test module's recordings: the
+# store of every namespace that was given no store of its own (a folder, the
+# default one included). A global, not a ContextVar: it must reach tasks
+# started before the module's tests (a session's event loop, its fixtures).
+_stand_in: Store | None = None
+
+
+@contextlib.contextmanager
+def default_store_replaced(store: Store) -> Iterator[None]:
+    """Use ``store`` instead of the folders for every namespace not given a store of its own."""
+    global _stand_in  # noqa: PLW0603 - one switch for the whole process, on purpose
+    previous, _stand_in = _stand_in, store
+    try:
+        yield
+    finally:
+        _stand_in = previous
+
+
 class StoreSlot:
     """A namespace's store: the one given, or the shared ``DiskStore`` of the folder, opened late.
+
+    While ``default_store_replaced`` is in effect, a slot given no store
+    answers with the stand-in instead of the folder's store.
 
     Args:
         namespace: the namespace whose entries live there.
@@ -134,7 +167,7 @@ class StoreSlot:
             or the user cache folder, read when the store is first needed).
     """
 
-    __slots__ = ("_directory", "_store", "namespace", "owner")
+    __slots__ = ("_directory", "_given", "_store", "namespace", "owner")
 
     def __init__(
         self,
@@ -147,6 +180,7 @@ class StoreSlot:
         self.namespace = namespace
         self.owner = owner
         self._store = store
+        self._given = store is not None
         self._directory = directory
         if store is not None:
             _claim_namespace(store, namespace, owner)
@@ -157,6 +191,8 @@ class StoreSlot:
         Raises:
             Exception: the default folder's store cannot be made.
         """
+        if _stand_in is not None and not self._given:
+            return _stand_in
         if self._store is None:
             # Imported here: a program that never opens the default store
             # never loads diskcache and SQLite.
@@ -179,9 +215,11 @@ class Entries(Generic[T]):
         ttl: seconds an entry lives (None: forever).
         cache_if: ``result -> bool``; results it rejects are not written.
         counters: the counters to share (a view made by ``with_codec``).
+        name: what the entries are the results of, for messages (default: the
+            namespace).
     """
 
-    __slots__ = ("_codec", "_fn", "cache_if", "counters", "slot", "ttl")
+    __slots__ = ("_codec", "_fn", "cache_if", "counters", "name", "slot", "ttl")
 
     def __init__(
         self,
@@ -192,8 +230,10 @@ class Entries(Generic[T]):
         ttl: float | None = None,
         cache_if: Callable[[Any], bool] | None = None,
         counters: Counters | None = None,
+        name: str | None = None,
     ) -> None:
         self.slot = slot
+        self.name = slot.namespace if name is None else name
         self._codec = None if serializer is None else Codec(serializer)
         self._fn = fn
         self.ttl = ttl
@@ -206,7 +246,7 @@ class Entries(Generic[T]):
         The view writes whatever it is given: no ``cache_if``.
         """
         view: Entries[Any] = Entries(
-            self.slot, serializer=None, ttl=self.ttl, counters=self.counters
+            self.slot, serializer=None, ttl=self.ttl, counters=self.counters, name=self.name
         )
         view._codec = codec
         return view
@@ -222,6 +262,19 @@ class Entries(Generic[T]):
                 serializer = JsonSerializer()
             self._codec = Codec(serializer)
         return self._codec
+
+    def miss(self, key: str) -> None:
+        """Count a call that found nothing and is about to run, or refuse it in offline mode.
+
+        Every run of a cached function or request passes here first, so this
+        is where offline mode stops one.
+
+        Raises:
+            NotRecordedError: offline mode is on (the miss is counted all the same).
+        """
+        self.counters.misses += 1
+        if is_offline():
+            raise NotRecordedError(self.name, self.slot.namespace, key)
 
     def fail(self, operation: str, exc: BaseException) -> None:
         """Count a failure memo recovered from, and report it on the ``memo`` logger."""

@@ -37,6 +37,7 @@ def test_the_top_level_api_is_pinned() -> None:
         "JsonSerializer",
         "MemoWarning",
         "MemoryStore",
+        "NotRecordedError",
         "PickleSerializer",
         "PydanticSerializer",
         "RedisStore",
@@ -44,6 +45,7 @@ def test_the_top_level_api_is_pinned() -> None:
         "Store",
         "async_disk_cache",
         "bypass",
+        "offline",
         "refreshing",
     ]
     assert memo.stores.__all__ == [

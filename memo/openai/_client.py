@@ -46,7 +46,7 @@ from openai._resource import AsyncAPIResource
 from openai._types import NotGiven, Omit
 from openai.types.chat import ChatCompletion
 
-from memo._context import Mode, current_mode
+from memo._context import Mode, NotRecordedError, current_mode, is_offline
 from memo._decorator import CachedFunction, entries_of
 from memo._entries import NOT_NOW, CacheInfo, Entries
 from memo._envelope import Codec
@@ -254,6 +254,10 @@ async def _within(
 _STREAM_CODEC = Codec(RecordingSerializer())
 
 
+# What a caller that joined a start refused to an offline caller gets: start again.
+_AFRESH = object()
+
+
 class _Started:
     """A stream request that was sent: its broadcast, and the SDK's stream object for its caller."""
 
@@ -318,6 +322,14 @@ class _Call:
             stream_cls=self.kwargs.get("stream_cls"),
             options=self.request_options(**extra),
         )
+
+
+def _naming_the_request(call: _Call, exc: NotRecordedError) -> NotRecordedError:
+    """Return ``exc`` naming the request, rather than memo's own function that sends it."""
+    body = call.key["body"]
+    model = body.get("model") if isinstance(body, dict) else None
+    request = f"memo.openai: POST {call.url}" + (f" (model {model!r})" if model else "")
+    return NotRecordedError(request, exc.namespace, exc.key, exc.why)
 
 
 def _answer_response(call: _Call, answer: Answer[Any]) -> Any:
@@ -425,22 +437,30 @@ class _OpenAICache:
     ) -> Any:
         """Stand in for ``client.post``: answer from the cache, or send and store."""
         _last_hit.set(False)
-        if path not in CACHED_PATHS or current_mode() is Mode.BYPASS:
+        if path not in CACHED_PATHS:
+            return await real_post(path, **kwargs)
+        if current_mode() is Mode.BYPASS:
+            self._refuse_offline(path, "memo.bypass() reads no entry")
             return await real_post(path, **kwargs)
         options = dict(kwargs.get("options") or {})
         reason = _uncacheable(kwargs, options)
         if reason is not None:
+            self._refuse_offline(path, f"memo cannot cache it: {reason}")
             _say_uncached(path, reason)
             return await real_post(path, **kwargs)
         try:
             key = self.request_key(client, path, kwargs.get("body"), options)
         except Exception as exc:
+            self._refuse_offline(path, f"memo cannot key it: {exc}")
             # The SDK may still manage to send it: a cache problem never costs the answer.
             report_failure(self.namespace, "building the key", exc)
             return await real_post(path, **kwargs)
         call = _Call(client, real_post, path, kwargs, options=options, key=key)
         if kwargs.get("stream"):
-            return await self._stream(call)
+            try:
+                return await self._stream(call)
+            except NotRecordedError as exc:
+                raise _naming_the_request(call, exc) from None
         # The per-call post-processing (structured-output parsing, base64
         # decoding) runs after the cache, so the stored value is what the API sent.
         post_parser = call.options.pop("post_parser", None)
@@ -450,7 +470,10 @@ class _OpenAICache:
         learning = _shortcut.learning(client, path)
         if learning is not None:  # no await since the key was built: the state it was built in
             learning.found(_remembered(function, request, call, post_parser))
-        answer = await _within(call.timeout, request.is_sent, call.url, function(request))
+        try:
+            answer = await _within(call.timeout, request.is_sent, call.url, function(request))
+        except NotRecordedError as exc:
+            raise _naming_the_request(call, exc) from None
         _last_hit.set(not request.sent)
         # The caller whose request was sent gets the HTTP response it received;
         # the others one built from the stored answer.
@@ -472,11 +495,20 @@ class _OpenAICache:
         _last_hit.set(True)
         return _hand_over(found.value, remembered.post_parser, remembered.call)
 
+    def _refuse_offline(self, path: str, why: str) -> None:
+        """In offline mode, raise ``NotRecordedError`` for a request that would go out uncached."""
+        if is_offline():
+            request = f"memo.openai: POST {path}"
+            raise NotRecordedError(
+                request, self.namespace, None, f"{why}, so nothing recorded can answer it"
+            )
+
     # -- streams --------------------------------------------------------------
 
     async def _stream(self, call: _Call) -> Any:
         args = get_args(call.kwargs.get("stream_cls"))
         if len(args) != 1:
+            self._refuse_offline(call.path, "it asks for a stream class of its own")
             _say_uncached(
                 call.path,
                 "it asks for a stream class of its own (or one that names no chunk type), "
@@ -497,13 +529,9 @@ class _OpenAICache:
                     entries.counters.hits += 1
                     _last_hit.set(True)
                     return self._follow(call, broadcast, build)
-                flight = self._starting.find(store_key)
-                if flight is None:
-                    run = functools.partial(self._start, call, entries, store_key, mine)
-                    flight = self._starting.start(store_key, run)
-                else:
-                    entries.counters.hits += 1
-                outcome = await _within(call.timeout, mine.is_sent, call.url, flight.join())
+                outcome = await self._start_or_join(call, entries, store_key, mine)
+                if outcome is _AFRESH:
+                    continue
             starter = mine.sent
             if isinstance(outcome, _Started) and not starter and outcome.broadcast.abandoned:
                 continue  # its callers all left before this one could join: start afresh
@@ -518,7 +546,27 @@ class _OpenAICache:
             return self._follow(call, outcome.broadcast, build)
         if starter:  # an answer memo could not record: returned as it came
             return outcome
+        self._refuse_offline(call.path, "the stream it joined could not be recorded")
         return await call.real_post(call.path, **call.kwargs)
+
+    async def _start_or_join(
+        self, call: _Call, entries: Entries[Any], store_key: str, mine: _Request
+    ) -> Any:
+        """Start the request, or join the identical one being started; ``_AFRESH``: try again."""
+        flight = self._starting.find(store_key)
+        if flight is None:
+            run = functools.partial(self._start, call, entries, store_key, mine)
+            flight = self._starting.start(store_key, run)
+            return await _within(call.timeout, mine.is_sent, call.url, flight.join())
+        entries.counters.hits += 1
+        try:
+            return await _within(call.timeout, mine.is_sent, call.url, flight.join())
+        except NotRecordedError:
+            if is_offline():
+                raise
+            # Refused to the offline caller that started it; this one sends it.
+            entries.counters.hits -= 1
+            return _AFRESH
 
     async def _start(
         self,
@@ -539,9 +587,9 @@ class _OpenAICache:
                 raise
             if found is not None:
                 return found.value
-        entries.counters.misses += 1
-        mine.sent = True
         try:
+            entries.miss(store_key)
+            mine.sent = True
             live = await call.real_post(call.path, **{**call.kwargs, "options": call.options})
         except BaseException:
             if flight is not None:

@@ -139,8 +139,19 @@ def check_serializers_and_stores() -> None:
 
 
 def check_context_managers() -> None:
-    """bypass() and refreshing() are context managers yielding None."""
+    """bypass(), refreshing() and offline() are context managers yielding None."""
     with memo.bypass() as nothing:
         assert_type(nothing, None)
     with memo.refreshing() as nothing:
         assert_type(nothing, None)
+    with memo.offline() as nothing, memo.offline(False):
+        assert_type(nothing, None)
+
+
+def check_not_recorded_error(error: memo.NotRecordedError) -> None:
+    """NotRecordedError is a LookupError with the function, namespace and key it refused."""
+    lookup: LookupError = error
+    assert_type(error.function, str)
+    assert_type(error.namespace, str)
+    assert_type(error.key, str | None)
+    del lookup
