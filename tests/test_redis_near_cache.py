@@ -10,6 +10,7 @@ sleeping. Whether a read reached Redis is read from the server's own
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import subprocess
 import sys
@@ -23,7 +24,7 @@ import redis
 from test_disk_fork import in_child
 
 from memo import RedisStore, async_disk_cache
-from memo.stores import WouldBlock
+from memo.stores import WouldBlock, _tracking
 from memo.stores._near_cache import NearCache
 from memo.stores._tracking import CLIENT_NAME, Listener
 from memo.stores.base import store_key
@@ -259,9 +260,14 @@ async def test_copies_agree_with_redis_after_concurrent_writes(
 
 
 async def test_killing_the_tracking_connection_drops_every_copy(
-    store: RedisStore, raw: redis.Redis
+    store: RedisStore,
+    raw: redis.Redis,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """CLIENT KILL of the listener: copies dropped, reads from Redis, then tracking again."""
+    monkeypatch.setattr(_tracking, "_reported", set())  # as in a process that never failed
+    caplog.set_level(logging.WARNING, logger="memo")
     await store.set(K, b"old")
     await serving(store)
     await filled(store, K)
@@ -280,6 +286,9 @@ async def test_killing_the_tracking_connection_drops_every_copy(
     raw.set(store._base + K, b"newer")
     await until(lambda: near(store).get(K) is None, "the write is heard of")
     assert await store.get(K) == b"newer"
+    (record,) = [r for r in caplog.records if "invalidation connection" in r.getMessage()]
+    assert record.levelno == logging.WARNING
+    assert "near cache was emptied" in record.getMessage()
 
 
 async def test_a_restarted_server_drops_every_copy(private_redis_server: RedisServer) -> None:
@@ -318,8 +327,8 @@ async def test_close_ends_the_tracking_connection(store: RedisStore, raw: redis.
     await serving(store)
     assert len(listeners(raw)) == 1
     await store.close()
-    assert listeners(raw) == []
     assert not near(store).serving()
+    await until(lambda: listeners(raw) == [], "the server sees the listener leave")
     await serving(store)
     assert len(listeners(raw)) == 1
 

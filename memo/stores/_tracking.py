@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 from typing import TYPE_CHECKING, Any
 
 from memo._report import logger
@@ -51,15 +50,14 @@ _RETRY_FIRST = 0.05
 _RETRY_MAX = 5.0
 
 _reported: set[type[BaseException]] = set()
-_reported_lock = threading.Lock()
 
 
 def _report(where: str, exc: BaseException) -> None:
     # The first failure of a kind is a warning; repeats (a server down for
-    # minutes, retried every few seconds) are debug lines.
-    with _reported_lock:
-        first = type(exc) not in _reported
-        _reported.add(type(exc))
+    # minutes, retried every few seconds) are debug lines. No lock: two
+    # loops failing at once at worst both warn.
+    first = type(exc) not in _reported
+    _reported.add(type(exc))
     log = logger.warning if first else logger.debug
     log(
         "memo: the near cache's invalidation connection to Redis at %s ended (%s: %s); "
