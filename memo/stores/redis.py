@@ -120,6 +120,16 @@ def _waited_for_pool(exc: BaseException, redis: Any) -> bool:
     return bool(exc.args == ("Too many connections",))
 
 
+@functools.cache
+def _retries_pipelines(redis: Any) -> bool:
+    """Whether redis-py retries a pipeline whose connection broke (5.0.8 and later)."""
+    try:
+        version = tuple(int(part) for part in redis.__version__.split(".")[:3])
+    except ValueError:  # a development build: assume a recent one
+        return True
+    return version >= (5, 0, 8)
+
+
 def _bytes(value: object) -> bytes | None:
     if value is None or type(value) is bytes:
         return value
@@ -660,7 +670,7 @@ class RedisStore:
             return await self._read(key)
         name = self._base + key
 
-        async def read(client: Redis) -> list[Any]:
+        async def pipeline(client: Redis) -> list[Any]:
             # Not a transaction: a change between the two commands is
             # reported, so the ticket keeps nothing anyway.
             async with client.pipeline(transaction=False) as pipe:
@@ -668,6 +678,18 @@ class RedisStore:
                 pipe.pttl(name)
                 answer: list[Any] = await pipe.execute()
                 return answer
+
+        async def read(client: Redis) -> list[Any]:
+            if not _retries_pipelines(self._redis):
+                # As redis-py retries a command on a broken connection (a
+                # restarted server), which it does for pipelines from 5.0.8.
+                for _ in range(self.retries):
+                    try:
+                        return await pipeline(client)
+                    except self._redis.exceptions.ConnectionError as exc:
+                        if _waited_for_pool(exc, self._redis):
+                            raise
+            return await pipeline(client)
 
         # Before the send: the copy expires no later than the entry itself.
         sent = time.monotonic()
