@@ -46,7 +46,7 @@ from memo._serializers import serializer_id
 
 ROUNDS = 7
 # The sections, in the order they run; --only picks some.
-SECTIONS = ("hits", "misses", "concurrency", "openai", "size", "stall", "import")
+SECTIONS = ("hits", "misses", "concurrency", "openai", "size", "redis", "stall", "import")
 
 
 def median_us(samples: list[float]) -> float:
@@ -505,6 +505,120 @@ async def bench_openai_client(folder: Path, report: Report, n: int) -> None:
     await sdk.close()
 
 
+def start_redis(folder: Path) -> tuple[subprocess.Popen[bytes], int] | None:
+    """Start a throwaway redis-server on a free port; None when it is not installed."""
+    import shutil
+    import socket
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        return None
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(folder), "--logfile", str(folder / "redis.log")],
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return server, port
+        except OSError:
+            if time.monotonic() > deadline:
+                server.kill()
+                return None
+            time.sleep(0.02)
+
+
+async def bench_redis_near(folder: Path, report: Report, n: int) -> None:
+    """Redis hits with and without the near cache, beside a bare GET and a MemoryStore hit."""
+    import redis.asyncio
+
+    from memo import MemoryStore, RedisStore
+
+    report.section("Redis hit: f(x: int) -> dict, with and without the near cache")
+    (folder / "redis").mkdir()
+    started = start_redis(folder / "redis")
+    if started is None:
+        report.row("redis-server not installed", "skipped")
+        return
+    server, port = started
+    url = f"redis://127.0.0.1:{port}/0"
+    plain, near = RedisStore(url), RedisStore(url, near_cache=2 * n)
+    bare = redis.asyncio.Redis.from_url(url)
+    other = redis.asyncio.Redis.from_url(url)
+    try:
+
+        def cached(store: Any) -> Any:
+            @async_disk_cache(store=store, namespace="redis-hit")
+            async def small(x: int) -> dict[str, int]:
+                return {"x": x, "double": 2 * x}
+
+            return small
+
+        ids = list(range(n))
+        memory, redis_hit, near_hit = cached(MemoryStore()), cached(plain), cached(near)
+        names = {x: plain._base + redis_hit.cache_key(x) for x in ids}
+
+        async def bare_get(x: int) -> Any:
+            return await bare.get(names[x])
+
+        assert near._near is not None
+        await near.get("probe")  # opens the connections, the tracking one too
+        while not near._near.serving():
+            await asyncio.sleep(0.001)
+        for x in ids:  # one store is written, the others see the same entries
+            await memory(x)
+            await redis_hit(x)
+            await near_hit(x)  # read from Redis: the near cache keeps it
+        got, plain_t, near_t, memory_t = await per_op_each(
+            [bare_get, redis_hit, near_hit, memory], ids
+        )
+        assert redis_hit.cache_info().misses == n, redis_hit.cache_info()
+        assert near_hit.cache_info().misses == 0, near_hit.cache_info()
+        assert len(near._near) == n
+        report.row("bare redis-py GET", f"{median_us([got]):.1f} µs")
+        report.row(
+            "memo, RedisStore", f"{median_us([plain_t]):.1f} µs", f"{plain_t / got:.2f}× bare GET"
+        )
+        report.row("memo, MemoryStore", f"{median_us([memory_t]):.1f} µs")
+        report.row(
+            "memo, RedisStore(near_cache=...)",
+            f"{median_us([near_t]):.1f} µs",
+            f"{near_t / memory_t:.2f}× MemoryStore (target ≤ 2)",
+        )
+        report.row("", "", f"{plain_t / near_t:.0f}× faster than without")
+        report.headline("vs MemoryStore", "near hit", near_t / memory_t, 2)
+        report.headline("vs a bare GET", "RedisStore hit", plain_t / got)
+
+        # The invalidation window: from another client sending SET to this
+        # process no longer serving its copy.
+        key = redis_hit.cache_key(0)
+        windows = []
+        for i in range(200):
+            await near.get(key)  # a fill
+            assert near.get_nowait(key) is not None
+            start = time.perf_counter()
+            await other.set(names[0], orjson.dumps({"x": 0, "double": 0, "i": i}))
+            while near._near.get(key) is not None:
+                await asyncio.sleep(0)
+            windows.append(time.perf_counter() - start)
+        report.row(
+            "invalidation window (another client's SET)",
+            f"{median_us(windows):.0f} µs",
+            f"p90 {sorted(windows)[len(windows) * 9 // 10] * 1e6:.0f} µs, 200 writes",
+        )
+    finally:
+        await plain.close()
+        await near.close()
+        await bare.aclose()
+        await other.aclose()
+        server.terminate()
+        server.wait()
+
+
 HOLDER = r"""
 import sqlite3, sys, time
 con = sqlite3.connect(sys.argv[1], timeout=60, isolation_level=None)
@@ -716,6 +830,8 @@ async def main() -> None:
             await bench_openai_client(folder, report, n)
         if "size" in wanted:
             await bench_size(folder, report, big, n)
+        if "redis" in wanted:
+            await bench_redis_near(folder, report, n)
         if "stall" in wanted:
             await bench_stall(folder, report, hold=1.0 if options.quick else 2.0)
     if "import" in wanted:

@@ -72,11 +72,17 @@ def redis_single_flight_factory(request: pytest.FixtureRequest) -> Callable[[], 
     return lambda: RedisStore(server.url, lock_timeout=5.0)
 
 
+def redis_near_cache_factory(request: pytest.FixtureRequest) -> Callable[[], Store]:
+    server = request.getfixturevalue("redis_server")
+    return lambda: RedisStore(server.url, near_cache=100)
+
+
 FACTORIES = {
     "memory": memory_factory,
     "disk": disk_factory,
     "redis": redis_factory,
     "redis-single-flight": redis_single_flight_factory,
+    "redis-near-cache": redis_near_cache_factory,
 }
 
 
@@ -333,7 +339,7 @@ class StoreContract:
 
 
 class TestStores(StoreContract):
-    """The contract, run against MemoryStore, DiskStore and RedisStore (with and without locks)."""
+    """The contract, run against MemoryStore, DiskStore and RedisStore (locks, near cache)."""
 
     @pytest.fixture(params=list(FACTORIES), ids=list(FACTORIES))
     def store_factory(self, request: pytest.FixtureRequest) -> Callable[[], Store]:

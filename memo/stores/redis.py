@@ -52,7 +52,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from memo._fork import renew_lock_after_fork
 from memo._report import MemoWarning
-from memo.stores.base import StoredEntry, namespace_of, namespace_prefix
+from memo.stores._near_cache import NearCache
+from memo.stores._tracking import CLIENT_NAME, HEARTBEAT, Listener
+from memo.stores.base import StoredEntry, WouldBlock, namespace_of, namespace_prefix
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -116,6 +118,26 @@ def _waited_for_pool(exc: BaseException, redis: Any) -> bool:
         return True
     # redis-py 5's non-blocking pool: neither a class nor a cause to go by.
     return bool(exc.args == ("Too many connections",))
+
+
+@functools.cache
+def _retries_pipelines(redis: Any) -> bool:
+    """Whether redis-py retries a pipeline whose connection broke (5.0.8 and later)."""
+    try:
+        version = tuple(int(part) for part in redis.__version__.split(".")[:3])
+    except ValueError:  # a development build: assume a recent one
+        return True
+    return version >= (5, 0, 8)
+
+
+def _bytes(value: object) -> bytes | None:
+    if value is None or type(value) is bytes:
+        return value
+    msg = (
+        f"Redis returned {type(value).__name__}, not bytes: "
+        f"create the client with decode_responses=False"
+    )
+    raise TypeError(msg)
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:
@@ -228,6 +250,29 @@ class _LoopClient:
         self.keeper = keeper
 
 
+def _near_cache(
+    entries: int | None, max_bytes: int, client: object, socket_timeout: float
+) -> NearCache | None:
+    """Return the near cache ``RedisStore``'s arguments ask for, or None."""
+    if entries is None:
+        return None
+    for name, number in (("near_cache", entries), ("near_cache_bytes", max_bytes)):
+        if isinstance(number, bool) or not isinstance(number, int):
+            msg = f"{name} must be a positive int, got {number!r}"
+            raise TypeError(msg)
+        if number < 1:
+            msg = f"{name} must be a positive int, got {number!r}"
+            raise ValueError(msg)
+    if client is not None:
+        msg = (
+            "near_cache needs RedisStore(url): the store opens a tracking connection "
+            "of its own to the server, which it cannot do for a client of yours"
+        )
+        raise TypeError(msg)
+    # The listener pings after HEARTBEAT quiet seconds and waits socket_timeout.
+    return NearCache(entries, max_bytes, grace=HEARTBEAT + socket_timeout)
+
+
 class RedisStore:
     """Entries in Redis, for a cache shared by many processes and machines.
 
@@ -289,6 +334,20 @@ class RedisStore:
             instead of computing it too. If the run fails (or its result is
             not stored), they wait until the lock expires, then compute it
             themselves: choose a little more than the function's usual time.
+        near_cache: turns on the near cache (off by default): up to this many
+            hot entries are also kept in this process's memory and served from
+            there without a round trip, as fast as a ``MemoryStore``. Redis
+            tells the store about every change of its keys, by any process
+            (client-side caching, ``CLIENT TRACKING``, Redis 6 or later), and
+            a changed key's copy is dropped as soon as the news arrives. The
+            copies are dropped, and reads go to Redis, whenever the store
+            cannot be sure it hears every change: until its tracking
+            connection is set up, when that connection ends, and when it has
+            not heard from Redis for about ``1 + socket_timeout`` seconds.
+            Needs a URL, not a ``client``.
+        near_cache_bytes: the most bytes of values the near cache keeps
+            (default 64 MiB); least recently used entries go first, and a
+            larger value is not kept at all.
         **options: passed on to the connection pool's ``from_url``
             (``password``, ``ssl_ca_certs``, ``health_check_interval``, ...).
 
@@ -312,6 +371,8 @@ class RedisStore:
         scan_count: int = 1000,
         max_connections: int = 50,
         lock_timeout: float | None = None,
+        near_cache: int | None = None,
+        near_cache_bytes: int = 64 * 2**20,
         **options: Any,
     ) -> None:
         if (url is None) == (client is None):
@@ -353,6 +414,8 @@ class RedisStore:
                 f"got {retries!r}, {cooldown!r}, {scan_count!r}, {max_connections!r}"
             )
             raise ValueError(msg)
+        # Shared by the loops; each loop's client runs a listener that feeds it.
+        self._near = _near_cache(near_cache, near_cache_bytes, client, socket_timeout)
         redis = _import_redis()
         self._redis = redis
         self._outages: tuple[type[BaseException], ...] = (
@@ -426,14 +489,49 @@ class RedisStore:
             for dead in [other for other in self._clients if other.is_closed()]:
                 del self._clients[dead]
             client = self._new_client()
-            keeper = loop.create_task(self._keep(loop, client), name="memo-redis-close")
+            listening = None
+            if self._near is not None:
+                listener = Listener(
+                    functools.partial(self._tracking_connection, client),
+                    self._base,
+                    self._near,
+                    timeout=self.socket_timeout,
+                    where=self._where(),
+                )
+                task = loop.create_task(listener.run(), name="memo-redis-near-cache")
+                listening = (listener, task)
+            keeper = loop.create_task(self._keep(loop, client, listening), name="memo-redis-close")
             self._clients[loop] = _LoopClient(client, keeper)
             return client
 
-    async def _keep(self, loop: asyncio.AbstractEventLoop, client: Redis) -> None:
+    def _tracking_connection(self, client: Redis) -> Any:
+        """Return a new connection to the client's server, for the near cache's listener."""
+        pool = client.connection_pool
+        settings = {
+            **pool.connection_kwargs,
+            # Subscribed, it reads pushed messages: RESP2, and no health check
+            # PING whose reply a subscribed connection words differently.
+            "protocol": 2,
+            "health_check_interval": 0,
+            "client_name": CLIENT_NAME,
+        }
+        # redis-py 7+: its pool's maintenance notifications need RESP3.
+        for name in ("maint_notifications_config", "maint_notifications_pool_handler"):
+            if name in settings:
+                settings[name] = None
+        return pool.connection_class(**settings)
+
+    async def _keep(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        client: Redis,
+        listening: tuple[Listener, asyncio.Task[None]] | None,
+    ) -> None:
         try:
             await loop.create_future()  # until cancelled: by close() or by the loop's end
         finally:
+            if listening is not None:
+                await listening[0].stop(listening[1])
             with self._lock:
                 entry = self._clients.get(loop)
                 if entry is not None and entry.client is client:
@@ -499,6 +597,9 @@ class RedisStore:
                 raise RedisBusyError(msg) from exc
             if self.cooldown:
                 self._down_until = time.monotonic() + self.cooldown
+            if self._near is not None:
+                # Out of touch with Redis: the copies may be out of date.
+                self._near.flush()
             raise
         self._down_until = 0.0
         self._answered_at = time.monotonic()
@@ -536,20 +637,77 @@ class RedisStore:
             RedisUnavailableError: Redis failed within the last ``cooldown`` seconds.
             TypeError: the client decodes responses (``decode_responses=True``).
         """
-        value = await self._read(key)
+        near = self._near
+        if near is None:
+            value = await self._read(key)
+        else:
+            value = near.get(key)
+            if value is None:
+                value = await self._read_near(key, near)
         if value is None and self.lock_timeout is not None:
             value = await self._lead_or_wait(key, self.lock_timeout)
         return value
 
+    def get_nowait(self, key: str) -> bytes | None:
+        """Return the near cache's copy of ``key`` without awaiting.
+
+        Raises:
+            WouldBlock: no near cache, or no copy of ``key`` it may serve now:
+                the answer needs Redis (``get``).
+        """
+        near = self._near
+        if near is not None:
+            value = near.get(key)
+            if value is not None:
+                return value
+        raise WouldBlock
+
     async def _read(self, key: str) -> bytes | None:
-        value = await self._call(lambda client: client.get(self._base + key))
-        if value is None or type(value) is bytes:
-            return value
-        msg = (
-            f"Redis returned {type(value).__name__}, not bytes: "
-            f"create the client with decode_responses=False"
-        )
-        raise TypeError(msg)
+        return _bytes(await self._call(lambda client: client.get(self._base + key)))
+
+    async def _read_near(self, key: str, near: NearCache) -> bytes | None:
+        """Read ``key`` from Redis, and keep a copy unless it changed meanwhile."""
+        ticket = near.ticket(key)
+        if ticket is None:  # the listener is not confirmed: keep nothing
+            return await self._read(key)
+        name = self._base + key
+
+        async def pipeline(client: Redis) -> list[Any]:
+            # Not a transaction: a change between the two commands is
+            # reported, so the ticket keeps nothing anyway.
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.get(name)
+                pipe.pttl(name)
+                answer: list[Any] = await pipe.execute()
+                return answer
+
+        async def read(client: Redis) -> list[Any]:
+            if not _retries_pipelines(self._redis):
+                # As redis-py retries a command on a broken connection (a
+                # restarted server), which it does for pipelines from 5.0.8.
+                for _ in range(self.retries):
+                    try:
+                        return await pipeline(client)
+                    except self._redis.exceptions.ConnectionError as exc:
+                        if _waited_for_pool(exc, self._redis):
+                            raise
+            return await pipeline(client)
+
+        # Before the send: the copy expires no later than the entry itself.
+        sent = time.monotonic()
+        try:
+            answer = await self._call(read)
+            value = _bytes(answer[0])
+        except BaseException:
+            near.cancel(ticket)
+            raise
+        milliseconds = answer[1]
+        if value is None or milliseconds == -2:  # -2: gone since the GET
+            near.cancel(ticket)
+        else:
+            expires = None if milliseconds < 0 else sent + milliseconds / 1000
+            near.fill(ticket, value, expires)
+        return value
 
     async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
         """Store ``value`` under ``key``; Redis itself drops it after ``ttl`` seconds.
@@ -578,9 +736,21 @@ class RedisStore:
                 # nothing is coming, so the waiting processes compute it.
                 await self._give_back(client, key, token)
                 raise
+            finally:
+                self._forget(key)
             await self._give_back(client, key, token)
 
         await self._call(write, finish=True)
+
+    def _forget(self, key: str) -> None:
+        """Drop the near copy of ``key`` after this process changed it.
+
+        Its invalidation is on its way, but a read that follows the change
+        at once must not find the old copy before the news arrives; a fill
+        in flight keeps nothing either.
+        """
+        if self._near is not None:
+            self._near.invalidate([key])
 
     async def _give_back(self, client: Redis, key: str, token: str | None) -> None:
         if token is not None:
@@ -635,7 +805,15 @@ class RedisStore:
 
     async def delete(self, key: str) -> bool:
         """Drop ``key``; return whether it existed."""
-        return bool(await self._call(lambda client: client.unlink(self._base + key)))
+
+        async def drop(client: Redis) -> int:
+            try:
+                dropped: int = await client.unlink(self._base + key)
+            finally:
+                self._forget(key)
+            return dropped
+
+        return bool(await self._call(drop))
 
     async def clear(self, namespace: str) -> int:
         """Drop every entry of ``namespace`` (``SCAN`` + ``UNLINK``); return how many."""
@@ -653,7 +831,12 @@ class RedisStore:
                 dropped += await client.unlink(*batch)
             return dropped
 
-        return await self._call(drop)
+        try:
+            return await self._call(drop)
+        finally:
+            # Rare enough to drop every copy rather than find the namespace's.
+            if self._near is not None:
+                self._near.flush()
 
     # -- listing, for the command line and for moving caches --------------------
 
@@ -755,7 +938,11 @@ class RedisStore:
                 dropped += await client.unlink(*batch)
             return dropped
 
-        return await self._call(drop)
+        try:
+            return await self._call(drop)
+        finally:
+            if self._near is not None:
+                self._near.flush()
 
     async def close(self) -> None:
         """Close this event loop's connections; later use opens new ones.
