@@ -422,7 +422,6 @@ async def test_own_writes_drop_the_copy_at_once(
     assert [K] in unheard  # the server did announce them: it was not what dropped the copies
 
 
-
 async def test_clear_all_drops_every_copy_at_once(
     store: RedisStore, unheard: list[list[str] | None]
 ) -> None:
@@ -435,6 +434,7 @@ async def test_clear_all_drops_every_copy_at_once(
     with pytest.raises(WouldBlock):
         store.get_nowait(K)
     assert await store.get(K) is None
+
 
 async def test_the_near_cache_keeps_the_most_recently_used(redis_server: RedisServer) -> None:
     """near_cache=N keeps N copies at most, the least recently used going first."""
