@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import math
 import time
@@ -64,6 +65,9 @@ VERSION = 1
 TEXT_ESCAPES = 32
 _FIELDS = {"namespace", "key", "expires"}
 _VALUES = ("value_text", "value_b64")
+# What ends an export that failed midway: a line with no newline, which
+# every import refuses as a file cut short.
+_INCOMPLETE = b'{"error": "memo export failed here; this file is incomplete"'
 # Entries written to a store at once: enough to overlap Redis round trips,
 # few enough that a DiskStore's queue stays far inside its timeout.
 _WRITES_AT_ONCE = 32
@@ -143,11 +147,18 @@ async def write_export(
         raise TypeError(msg)
     out.write(_header())
     count = 0
-    async for entry in entries(tuple(namespaces)):
-        out.write(_entry_line(entry))
-        count += 1
-        if progress is not None:
-            progress(count)
+    try:
+        async for entry in entries(tuple(namespaces)):
+            out.write(_entry_line(entry))
+            count += 1
+            if progress is not None:
+                progress(count)
+    except BaseException:
+        # On stdout there is no partial file to throw away: end what was written
+        # with a line cut short, so no import takes it for a smaller export.
+        with contextlib.suppress(OSError, ValueError):
+            out.write(_INCOMPLETE)
+        raise
     return count
 
 

@@ -7,6 +7,7 @@ command line runs in this process (``in_process`` from ``test_cli``).
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import time
 from typing import TYPE_CHECKING, Any
@@ -275,3 +276,25 @@ async def test_entries_without_pexpiretime(redis_server: RedisServer) -> None:
     expires = listed[0].expires
     assert expires is not None
     assert time.time() + 590 < expires <= time.time() + 600
+
+
+def test_an_export_from_a_redis_that_is_down_cannot_be_imported(
+    tmp_path: Path, memo_cli: MemoCli
+) -> None:
+    """`memo export --redis DOWN | memo import -` fails at both ends, and imports nothing.
+
+    What export printed before it failed must not read as an export of an
+    empty cache: the import that reads it refuses it as cut short.
+    """
+    from redis_server import free_port
+
+    down = f"redis://127.0.0.1:{free_port()}/0"
+    exported = memo_cli("export", "--redis", down)
+    assert exported.returncode == 1
+    assert "ConnectionError" in exported.stderr
+    target = tmp_path / "target"
+    stdin = io.TextIOWrapper(io.BytesIO(exported.stdout.encode()))
+    imported = memo_cli("import", "-", "--dir", str(target), stdin=stdin)
+    assert imported.returncode == 1
+    assert "cut short" in imported.stderr or "is empty" in imported.stderr
+    assert not target.exists()

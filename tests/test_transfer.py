@@ -428,3 +428,27 @@ def test_any_entry_round_trips_through_one_line(
     line = _entry_line(entry)
     assert line.count(b"\n") == 1
     assert parse_export(_header() + line) == [entry]
+
+
+async def test_an_export_that_fails_midway_is_refused_whole() -> None:
+    """A store that fails after some entries leaves output an import refuses as cut short.
+
+    On stdout there is no file to rename into place: the entries written
+    before the failure must not read as a complete (smaller) export.
+    """
+
+    class Failing(MemoryStore):
+        async def entries(self, namespaces: Any = (), *, values: bool = True) -> Any:
+            async for entry in super().entries(namespaces, values=values):
+                yield entry
+            msg = "the store went away"
+            raise ConnectionError(msg)
+
+    source = Failing()
+    for i in range(3):
+        await source.set(store_key("ns", None, str(i)), b"value")
+    out = io.BytesIO()
+    with pytest.raises(ConnectionError):
+        await write_export(source, out)
+    with pytest.raises(ExportError, match="cut short"):
+        parse_export(out.getvalue())
