@@ -7,8 +7,10 @@ line runs in this process (``memo_cli`` from ``test_cli``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
+import sqlite3
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -495,3 +497,52 @@ def test_an_export_cut_at_a_line_boundary_is_refused(
     result = memo_cli("import", str(file), "--dir", str(target))
     assert result.returncode == 1
     assert not target.exists()
+
+
+@pytest.mark.parametrize(
+    "made",
+    [
+        pytest.param([], id="empty-file"),
+        pytest.param(["CREATE TABLE Settings (key TEXT NOT NULL UNIQUE, value)"], id="settings"),
+    ],
+)
+def test_import_into_a_folder_another_process_is_creating(
+    filled: tuple[Path, list[Any]], tmp_path: Path, made: list[str], memo_cli: MemoCli
+) -> None:
+    """A cache.db caught while another process's memo creates it is a cache, not refused.
+
+    diskcache creates the file, then its Settings table, then Cache, each
+    committed on its own: an import that starts in between writes its entries.
+    """
+    source, results = filled
+    file = tmp_path / "cache.jsonl"
+    assert memo_cli("export", "--dir", str(source), "-o", str(file)).returncode == 0
+    target = tmp_path / "target"
+    target.mkdir()
+    with contextlib.closing(sqlite3.connect(target / "cache.db")) as db:
+        for statement in made:
+            db.execute(statement)
+        db.commit()
+    result = memo_cli("import", str(file), "--dir", str(target))
+    assert result.returncode == 0, result.stderr
+    functions = Functions(target)
+    assert asyncio.run(functions.results()) == results
+    assert functions.runs == 0
+
+
+def test_import_refuses_a_database_of_another_program(tmp_path: Path, memo_cli: MemoCli) -> None:
+    """A cache.db with tables of its own is not taken for one being created: refused, unchanged."""
+    folder = tmp_path / "other"
+    folder.mkdir()
+    with contextlib.closing(sqlite3.connect(folder / "cache.db")) as db:
+        db.execute("CREATE TABLE Settings (key TEXT NOT NULL UNIQUE, value)")
+        db.execute("CREATE TABLE Orders (id INTEGER)")
+        db.commit()
+    file = tmp_path / "ok.jsonl"
+    file.write_bytes(_lines(HEADER, GOOD_LINE))
+    result = memo_cli("import", str(file), "--dir", str(folder))
+    assert result.returncode == 1
+    assert "is not a memo cache" in result.stderr
+    with contextlib.closing(sqlite3.connect(folder / "cache.db")) as db:
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+    assert tables == {"Settings", "Orders", "sqlite_autoindex_Settings_1"}

@@ -45,6 +45,7 @@ __all__ = [
     "FolderError",
     "RefusedEntryError",
     "SafeDisk",
+    "being_created",
     "damaged_message",
     "is_busy",
     "is_damaged",
@@ -366,6 +367,21 @@ class Entry:
     def expired(self, now: float) -> bool:
         """Return whether the entry's time to live had passed at ``now``."""
         return self.expires is not None and self.expires <= now
+
+
+def being_created(database: Path) -> bool:
+    """Return whether ``database`` is a cache.db that diskcache has begun and not finished.
+
+    diskcache creates the file, then its Settings table, then Cache, each
+    committed on its own: another process's first use may be caught in
+    between. A database with a table of another name is someone else's.
+    """
+    try:
+        with contextlib.closing(sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)) as db:
+            rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    except sqlite3.Error:
+        return False
+    return {name for (name,) in rows} <= {"Settings"}
 
 
 class Folder:
