@@ -65,6 +65,8 @@ VERSION = 1
 TEXT_ESCAPES = 32
 _FIELDS = {"namespace", "key", "expires"}
 _VALUES = ("value_text", "value_b64")
+# 10000-01-01: no store takes (Redis) or lists (a folder) a later expiry.
+_LAST_EXPIRY = 253402300800
 # What ends an export that failed midway: a line with no newline, which
 # every import refuses as a file cut short.
 _INCOMPLETE = b'{"error": "memo export failed here; this file is incomplete"'
@@ -210,6 +212,8 @@ def _parse_entry(line: bytes) -> StoredEntry | str:
         or not math.isfinite(expires)
     ):
         return f"has the expiry {expires!r}, not a Unix time or null"
+    if expires is not None and expires >= _LAST_EXPIRY:
+        return f"has the expiry {expires!r}, after the year 9999 (null is never)"
     value = document[values[0]]
     if not isinstance(value, str):
         return f"has a {values[0]} that is not a string"

@@ -298,3 +298,21 @@ def test_an_export_from_a_redis_that_is_down_cannot_be_imported(
     assert imported.returncode == 1
     assert "cut short" in imported.stderr or "is empty" in imported.stderr
     assert not target.exists()
+
+
+def test_an_expiry_redis_cannot_hold_writes_nothing(
+    filled: list[Any], redis_server: RedisServer, tmp_path: Path, memo_cli: MemoCli
+) -> None:
+    """An expiry edited to 1e300 is refused while checking, not by Redis halfway through."""
+    url = redis_server.url
+    before = memo_cli("export", "--redis", url).stdout
+    lines = before.replace("weather", "elsewhere").splitlines(keepends=True)
+    last = json.loads(lines[-1])
+    lines[-1] = json.dumps({**last, "expires": 1e300}) + "\n"
+    file = tmp_path / "far.jsonl"
+    file.write_text("".join(lines))
+    result = memo_cli("import", str(file), "--redis", url)
+    assert result.returncode == 1
+    assert f"line {len(lines)} has the expiry 1e+300" in result.stderr
+    assert "nothing was written" in result.stderr
+    assert memo_cli("export", "--redis", url).stdout == before

@@ -276,6 +276,11 @@ BAD_FILES = [
         id="expiry-as-text",
     ),
     pytest.param(
+        _lines(HEADER, GOOD_LINE, {**BINARY_LINE, "expires": 1e300}),
+        "line 3 has the expiry 1e+300",
+        id="expiry-after-year-9999",
+    ),
+    pytest.param(
         _lines(HEADER, {**GOOD_LINE, "extra": 1}), "line 2 has the fields", id="unknown-field"
     ),
     pytest.param(
