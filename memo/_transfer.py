@@ -188,6 +188,15 @@ def _check_header(source: str, line: bytes) -> None:
         raise _fail(source, 1, f"has version {version!r}, not {VERSION}; nothing was written")
 
 
+def _is_utf8(text: str) -> bool:
+    """Whether ``text`` has no lone surrogate: a store's keys are UTF-8."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _parse_entry(line: bytes) -> StoredEntry | str:
     """Return the entry on ``line``, or what is wrong with the line."""
     try:
@@ -202,7 +211,7 @@ def _parse_entry(line: bytes) -> StoredEntry | str:
         fields = ", ".join(sorted(given))
         return f"has the fields {{{fields}}}, not namespace, key, expires and one value"
     key, namespace, expires = document["key"], document["namespace"], document["expires"]
-    if not isinstance(key, str) or ":" not in key:
+    if not isinstance(key, str) or ":" not in key or not _is_utf8(key):
         return f"has the key {key!r}, which memo could not have written"
     if namespace != namespace_of(key):
         return f"says namespace {namespace!r}, but its key belongs to {namespace_of(key)!r}"

@@ -276,6 +276,11 @@ BAD_FILES = [
         id="expiry-as-text",
     ),
     pytest.param(
+        _lines(HEADER, GOOD_LINE, {**BINARY_LINE, "key": "a::\ud800"}),
+        "line 3 has the key 'a::\\ud800', which memo could not have written",
+        id="key-with-a-lone-surrogate",
+    ),
+    pytest.param(
         _lines(HEADER, GOOD_LINE, {**BINARY_LINE, "expires": 1e300}),
         "line 3 has the expiry 1e+300",
         id="expiry-after-year-9999",
