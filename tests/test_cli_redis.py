@@ -316,3 +316,16 @@ def test_an_expiry_redis_cannot_hold_writes_nothing(
     assert f"line {len(lines)} has the expiry 1e+300" in result.stderr
     assert "nothing was written" in result.stderr
     assert memo_cli("export", "--redis", url).stdout == before
+
+
+def test_a_password_in_the_query_is_never_printed(
+    filled: list[Any], redis_server: RedisServer, memo_cli: MemoCli
+) -> None:
+    """`--redis URL?password=...` (which redis-py reads) prints the URL without the password."""
+    url = redis_server.url + "?password=s3cret"
+    for args, status in ((("stats",), 0), (("stats", "--json"), 0), (("clear", "nowhere"), 1)):
+        result = memo_cli(*args, "--redis", url)
+        assert result.returncode == status, result.stderr
+        shown = result.stdout + result.stderr
+        assert redis_server.url + "?password=***" in shown
+        assert "s3cret" not in shown
