@@ -556,3 +556,37 @@ def test_import_refuses_a_database_of_another_program(tmp_path: Path, memo_cli: 
     with contextlib.closing(sqlite3.connect(folder / "cache.db")) as db:
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
     assert tables == {"Settings", "Orders", "sqlite_autoindex_Settings_1"}
+
+
+def test_a_value_file_replaced_by_a_symlink_is_never_read(
+    filled: tuple[Path, list[Any]], tmp_path: Path, memo_cli: MemoCli
+) -> None:
+    """A value file swapped for a link to a file elsewhere is not exported, shown or read.
+
+    Whoever can write a shared folder could otherwise make `memo export`
+    copy a private file of the exporter's into a file meant for git.
+    """
+    source, _ = filled
+    (value_file,) = source.glob("??/??/*.val")  # the big entry's
+    (key,) = (
+        entry.key for entry in asyncio.run(listed(DiskStore(source))) if entry.namespace == "big"
+    )
+    secret = tmp_path / "id_ed25519"
+    secret.write_bytes(b"the private key")
+    value_file.unlink()
+    value_file.symlink_to(secret)
+    exported = memo_cli("export", "--dir", str(source))
+    assert exported.returncode == 0, exported.stderr
+    assert "private key" not in exported.stdout
+    assert len(exported.stdout.splitlines()) == 6  # the header and the other five entries
+    shown = memo_cli("show", key, "--dir", str(source))
+    assert "private key" not in shown.stdout + shown.stderr
+
+    async def read() -> bytes | None:
+        store = DiskStore(source)
+        try:
+            return await store.get(key)
+        finally:
+            await store.close()
+
+    assert asyncio.run(read()) is None  # absent: the call runs again and stores in its place
