@@ -38,6 +38,7 @@ from memo.stores._diskcache import (
     Entry,
     Folder,
     FolderError,
+    being_created,
     damaged_message,
     is_damaged,
     own_file,
@@ -522,8 +523,14 @@ def _import_target(args: argparse.Namespace) -> tuple[DiskStore | RedisStore, st
         view = _open(args)
         return _writer(view), describe(view), _where(view)[0]
     directory = _folder_path(args.dir)
-    if (directory / "cache.db").exists() or (directory.exists() and not directory.is_dir()):
-        Folder(directory).close()  # refuses a folder that is not a memo cache
+    database = directory / "cache.db"
+    if database.exists() or (directory.exists() and not directory.is_dir()):
+        try:
+            Folder(directory).close()  # refuses a folder that is not a memo cache
+        except FolderError:
+            # Another process's memo may be creating it right now: the store finishes it.
+            if not being_created(database):
+                raise
     return DiskStore(directory), str(directory), {"directory": str(directory)}
 
 

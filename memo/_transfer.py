@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import math
 import time
@@ -64,6 +65,11 @@ VERSION = 1
 TEXT_ESCAPES = 32
 _FIELDS = {"namespace", "key", "expires"}
 _VALUES = ("value_text", "value_b64")
+# 10000-01-01: no store takes (Redis) or lists (a folder) a later expiry.
+_LAST_EXPIRY = 253402300800
+# What ends an export that failed midway: a line with no newline, which
+# every import refuses as a file cut short.
+_INCOMPLETE = b'{"error": "memo export failed here; this file is incomplete"'
 # Entries written to a store at once: enough to overlap Redis round trips,
 # few enough that a DiskStore's queue stays far inside its timeout.
 _WRITES_AT_ONCE = 32
@@ -143,11 +149,18 @@ async def write_export(
         raise TypeError(msg)
     out.write(_header())
     count = 0
-    async for entry in entries(tuple(namespaces)):
-        out.write(_entry_line(entry))
-        count += 1
-        if progress is not None:
-            progress(count)
+    try:
+        async for entry in entries(tuple(namespaces)):
+            out.write(_entry_line(entry))
+            count += 1
+            if progress is not None:
+                progress(count)
+    except BaseException:
+        # On stdout there is no partial file to throw away: end what was written
+        # with a line cut short, so no import takes it for a smaller export.
+        with contextlib.suppress(OSError, ValueError):
+            out.write(_INCOMPLETE)
+        raise
     return count
 
 
@@ -175,6 +188,15 @@ def _check_header(source: str, line: bytes) -> None:
         raise _fail(source, 1, f"has version {version!r}, not {VERSION}; nothing was written")
 
 
+def _is_utf8(text: str) -> bool:
+    """Whether ``text`` has no lone surrogate: a store's keys are UTF-8."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _parse_entry(line: bytes) -> StoredEntry | str:
     """Return the entry on ``line``, or what is wrong with the line."""
     try:
@@ -189,7 +211,7 @@ def _parse_entry(line: bytes) -> StoredEntry | str:
         fields = ", ".join(sorted(given))
         return f"has the fields {{{fields}}}, not namespace, key, expires and one value"
     key, namespace, expires = document["key"], document["namespace"], document["expires"]
-    if not isinstance(key, str) or ":" not in key:
+    if not isinstance(key, str) or ":" not in key or not _is_utf8(key):
         return f"has the key {key!r}, which memo could not have written"
     if namespace != namespace_of(key):
         return f"says namespace {namespace!r}, but its key belongs to {namespace_of(key)!r}"
@@ -199,6 +221,8 @@ def _parse_entry(line: bytes) -> StoredEntry | str:
         or not math.isfinite(expires)
     ):
         return f"has the expiry {expires!r}, not a Unix time or null"
+    if expires is not None and expires >= _LAST_EXPIRY:
+        return f"has the expiry {expires!r}, after the year 9999 (null is never)"
     value = document[values[0]]
     if not isinstance(value, str):
         return f"has a {values[0]} that is not a string"

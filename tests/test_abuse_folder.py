@@ -113,3 +113,32 @@ async def test_row_naming_a_file_outside_the_folder(tmp_path: Path, target: str)
     assert await value(0) == "v" * 50_000 + "0"
     assert runs == [0, 1, 0]
     await store.close()
+
+
+@pytest.mark.parametrize("swap", ["link-to-a-file", "link-to-dev-zero", "fifo"])
+async def test_a_value_file_swapped_for_a_link_or_a_fifo(tmp_path: Path, swap: str) -> None:
+    """A value file replaced by a link or a FIFO is absent: not followed, not waited on.
+
+    A link could point at a private file, or at /dev/zero (read forever); a
+    FIFO would block the reader until some process wrote to it.
+    """
+    import os
+
+    folder = tmp_path / "cache"
+    store = DiskStore(folder)
+    value, runs = make(store)
+    await value(1)
+    (value_file,) = folder.glob("??/??/*.val")
+    value_file.unlink()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    if swap == "fifo":
+        os.mkfifo(value_file)
+    else:
+        value_file.symlink_to(victim if swap == "link-to-a-file" else "/dev/zero")
+    assert await store.get(value.cache_key(1)) is None
+    assert await value(1) == "v" * 50_000 + "1"  # a miss: run again, stored in its place
+    assert await value(1) == "v" * 50_000 + "1"
+    assert runs == [1, 1]
+    assert victim.read_text() == "precious"
+    await store.close()

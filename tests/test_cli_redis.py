@@ -7,6 +7,7 @@ command line runs in this process (``in_process`` from ``test_cli``).
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import time
 from typing import TYPE_CHECKING, Any
@@ -275,3 +276,56 @@ async def test_entries_without_pexpiretime(redis_server: RedisServer) -> None:
     expires = listed[0].expires
     assert expires is not None
     assert time.time() + 590 < expires <= time.time() + 600
+
+
+def test_an_export_from_a_redis_that_is_down_cannot_be_imported(
+    tmp_path: Path, memo_cli: MemoCli
+) -> None:
+    """`memo export --redis DOWN | memo import -` fails at both ends, and imports nothing.
+
+    What export printed before it failed must not read as an export of an
+    empty cache: the import that reads it refuses it as cut short.
+    """
+    from redis_server import free_port
+
+    down = f"redis://127.0.0.1:{free_port()}/0"
+    exported = memo_cli("export", "--redis", down)
+    assert exported.returncode == 1
+    assert "ConnectionError" in exported.stderr
+    target = tmp_path / "target"
+    stdin = io.TextIOWrapper(io.BytesIO(exported.stdout.encode()))
+    imported = memo_cli("import", "-", "--dir", str(target), stdin=stdin)
+    assert imported.returncode == 1
+    assert "cut short" in imported.stderr or "is empty" in imported.stderr
+    assert not target.exists()
+
+
+def test_an_expiry_redis_cannot_hold_writes_nothing(
+    filled: list[Any], redis_server: RedisServer, tmp_path: Path, memo_cli: MemoCli
+) -> None:
+    """An expiry edited to 1e300 is refused while checking, not by Redis halfway through."""
+    url = redis_server.url
+    before = memo_cli("export", "--redis", url).stdout
+    lines = before.replace("weather", "elsewhere").splitlines(keepends=True)
+    last = json.loads(lines[-1])
+    lines[-1] = json.dumps({**last, "expires": 1e300}) + "\n"
+    file = tmp_path / "far.jsonl"
+    file.write_text("".join(lines))
+    result = memo_cli("import", str(file), "--redis", url)
+    assert result.returncode == 1
+    assert f"line {len(lines)} has the expiry 1e+300" in result.stderr
+    assert "nothing was written" in result.stderr
+    assert memo_cli("export", "--redis", url).stdout == before
+
+
+def test_a_password_in_the_query_is_never_printed(
+    filled: list[Any], redis_server: RedisServer, memo_cli: MemoCli
+) -> None:
+    """`--redis URL?password=...` (which redis-py reads) prints the URL without the password."""
+    url = redis_server.url + "?password=s3cret"
+    for args, status in ((("stats",), 0), (("stats", "--json"), 0), (("clear", "nowhere"), 1)):
+        result = memo_cli(*args, "--redis", url)
+        assert result.returncode == status, result.stderr
+        shown = result.stdout + result.stderr
+        assert redis_server.url + "?password=***" in shown
+        assert "s3cret" not in shown

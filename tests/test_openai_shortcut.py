@@ -660,3 +660,32 @@ async def test_a_streaming_response_repeat_is_the_full_paths(
     assert kind is slow_kind
     assert headers == slow_headers
     _same(parsed, slow_parsed)
+
+
+async def test_a_messages_list_edited_in_place_is_a_new_request(
+    openai_server: FakeOpenAI, openai_client: AsyncOpenAI
+) -> None:
+    """The same list object, grown or edited between calls, is asked about as it is now.
+
+    A conversation kept in one list is the common case: each turn appends to
+    it, and an edit inside a message dict changes the request too.
+    """
+    client = memo.openai.cached(openai_client, store=MemoryStore())
+    messages: Any = [{"role": "user", "content": "one"}]
+
+    async def ask() -> str:
+        answer = await client.chat.completions.create(model="fake", messages=messages)
+        return str(answer.choices[0].message.content)
+
+    assert await ask() == "Echo #1: one"
+    assert await ask() == "Echo #1: one"
+    messages.append({"role": "user", "content": "two"})
+    assert await ask() == "Echo #2: two"
+    messages[1]["content"] = "three"
+    assert await ask() == "Echo #3: three"
+    del messages[1]
+    assert await ask() == "Echo #1: one"  # back to the first request: its entry
+    assert memo.openai.last_call_was_hit() is True
+    messages[0]["content"] = "four"
+    assert await ask() == "Echo #4: four"
+    assert openai_server.count() == 4

@@ -138,11 +138,20 @@ def test_bad_arguments(
         RedisStore(*args, **kwargs)
 
 
-def test_repr_hides_password() -> None:
-    """The repr (and so error messages) never show the URL's password."""
-    store = RedisStore("redis://cache:s3cret@10.0.0.1:6379/2")
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://cache:s3cret@10.0.0.1:6379/2",
+        "redis://10.0.0.1:6379/2?password=s3cret",
+        "rediss://10.0.0.1:6379/2?ssl_cert_reqs=none&password=s3cret&socket_timeout=1",
+        "unix:///run/redis.sock?db=2&password=s3cret",
+    ],
+)
+def test_repr_hides_password(url: str) -> None:
+    """The repr (and so error messages) never show the URL's password, in it or in its query."""
+    store = RedisStore(url)
     assert "s3cret" not in repr(store)
-    assert "10.0.0.1:6379/2" in repr(store)
+    assert url.partition("?")[0].rpartition("@")[2] in repr(store)
 
 
 @pytest.mark.parametrize("form", ["url", "client"])

@@ -12,6 +12,8 @@ told here too.
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import math
 import os
 import re
@@ -45,10 +47,12 @@ __all__ = [
     "FolderError",
     "RefusedEntryError",
     "SafeDisk",
+    "being_created",
     "damaged_message",
     "is_busy",
     "is_damaged",
     "own_file",
+    "read_own_file",
     "refused_mode",
     "remove_value_file",
 ]
@@ -70,6 +74,30 @@ _OWN_FILE = re.compile(r"[0-9a-f]{2}[/\\][0-9a-f]{2}[/\\][0-9a-f]{28}\.val")
 def own_file(filename: object) -> TypeGuard[str]:
     """Return whether ``filename`` is a value file diskcache could have named itself."""
     return isinstance(filename, str) and _OWN_FILE.fullmatch(filename) is not None
+
+
+def read_own_file(directory: str | os.PathLike[str], filename: str) -> bytes:
+    """Return the bytes of the value file ``filename`` in ``directory``, as it is there.
+
+    A link is not followed, nor anything but a regular file read: whoever can
+    write the folder could otherwise swap a value file for a link to a private
+    file (which ``memo export`` would copy out) or to /dev/zero (read forever).
+
+    Raises:
+        OSError: the file is gone, is a link, or is not a regular file.
+    """
+    path = os.path.join(directory, filename)
+    if _NOFOLLOW == 0 and os.path.islink(path):  # a system without O_NOFOLLOW
+        raise OSError(errno.ELOOP, "value file is a link", path)
+    with open(os.open(path, _READ_FLAGS | _NOFOLLOW), "rb") as reader:
+        if not stat.S_ISREG(os.fstat(reader.fileno()).st_mode):
+            raise OSError(errno.EINVAL, "value file is not a regular file", path)
+        return reader.read()
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+# Non-blocking: opening a FIFO planted in the folder must not wait for a writer.
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 
 
 class RefusedEntryError(ValueError):
@@ -132,9 +160,12 @@ class SafeDisk(diskcache.Disk):  # type: ignore[misc]
         """Return the stored bytes; refuse any entry that is not raw bytes or its own file."""
         if mode not in (MODE_RAW, MODE_BINARY) or (mode == MODE_RAW and type(value) is not bytes):
             raise refused_mode(mode)
-        if mode == MODE_BINARY and not own_file(filename):
-            msg = f"refusing to read a diskcache entry whose file {filename!r} is not its own"
-            raise RefusedEntryError(msg)
+        if mode == MODE_BINARY:
+            if not own_file(filename):
+                msg = f"refusing to read a diskcache entry whose file {filename!r} is not its own"
+                raise RefusedEntryError(msg)
+            data = read_own_file(self._directory, filename)
+            return io.BytesIO(data) if read else data
         return super().fetch(mode, filename, value, read)
 
     def remove(self, file_path: str) -> None:
@@ -368,6 +399,21 @@ class Entry:
         return self.expires is not None and self.expires <= now
 
 
+def being_created(database: Path) -> bool:
+    """Return whether ``database`` is a cache.db that diskcache has begun and not finished.
+
+    diskcache creates the file, then its Settings table, then Cache, each
+    committed on its own: another process's first use may be caught in
+    between. A database with a table of another name is someone else's.
+    """
+    try:
+        with contextlib.closing(sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)) as db:
+            rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    except sqlite3.Error:
+        return False
+    return {name for (name,) in rows} <= {"Settings"}
+
+
 class Folder:
     """A memo cache folder, opened read-only; a context manager that closes it.
 
@@ -507,7 +553,7 @@ class Folder:
             if not own_file(entry.filename):
                 msg = f"the entry {entry.key!r} names the file {entry.filename!r}; not read"
                 raise FolderError(msg)
-            return (self.directory / entry.filename).read_bytes()
+            return read_own_file(self.directory, entry.filename)
         row = self._db.execute("SELECT value FROM Cache WHERE key = ?", (entry.key,)).fetchone()
         if row is None:
             msg = f"the entry {entry.key!r} was removed while being read"

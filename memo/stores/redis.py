@@ -209,18 +209,24 @@ def _patient_pool(redis: Any) -> Any:
     return PatientPool
 
 
+_QUERY_PASSWORD = re.compile(r"((?:^|[&;])password=)[^&;]*", re.IGNORECASE)
+
+
 def _glob_escape(text: str) -> str:
     return _GLOB.sub(r"\\\1", text)
 
 
 def _masked(url: str) -> str:
-    """Return ``url`` without its password, for messages and ``repr``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    """Return ``url`` without its password (``user:password@`` or ``?password=``), for messages."""
+    base, mark, query = url.partition("?")
+    # redis-py reads a password from the query too.
+    query = _QUERY_PASSWORD.sub(r"\1***", query)
+    parts = urlsplit(base)
+    if parts.password is not None:
+        host = parts.netloc.rpartition("@")[2]
+        user = parts.username or ""
+        base = urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    return base + mark + query
 
 
 def _client_settings(client: object) -> dict[str, Any]:
