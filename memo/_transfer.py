@@ -5,11 +5,14 @@ An export is UTF-8 text, one JSON object a line, every line ending in a newline:
     {"format": "memo-export", "version": 1}
     {"namespace": "weather", "key": "weather::3d2e...", "expires": null, "value_text": "M\u0002..."}
     {"namespace": "pics", "key": "pics:v2:9f1c...", "expires": 1767225600.5, "value_b64": "TQI..."}
+    {"end": "memo-export", "entries": 2}
 
 The header comes first and holds nothing that changes between runs (no date,
 no memo version), and entries follow in the order of their keys, so two
 exports of the same cache are byte for byte the same and a change to one
-entry is a change to one line in ``git diff``. ``expires`` is a Unix time
+entry is a change to one line in ``git diff``. The last line says the
+export ended and how many entries it holds: a file cut at a line boundary
+(``head -n 3``) is then refused like one cut mid-line. ``expires`` is a Unix time
 (seconds since the epoch) or null for never.
 
 The value is the stored bytes exactly (memo's envelope included), in one of
@@ -24,7 +27,8 @@ bytes that are not UTF-8 (pickles, compressed data). Either way, decoding
 the field gives back the same bytes.
 
 Reading is all or nothing: the whole file is checked (the header, the
-version, every line's fields, the base64, keys appearing twice) before the
+version, every line's fields, the base64, keys appearing twice, the end
+line and its count) before the
 first entry is written, so a file cut short or not an export at all changes
 nothing.
 """
@@ -104,6 +108,10 @@ def _header() -> bytes:
     return _line({"format": FORMAT, "version": VERSION})
 
 
+def _end(count: int) -> bytes:
+    return _line({"end": FORMAT, "entries": count})
+
+
 def _entry_line(entry: StoredEntry) -> bytes:
     if entry.value is None:
         msg = f"entry {entry.key!r} was listed without its value; list it with values=True"
@@ -161,6 +169,7 @@ async def write_export(
         with contextlib.suppress(OSError, ValueError):
             out.write(_INCOMPLETE)
         raise
+    out.write(_end(count))
     return count
 
 
@@ -186,6 +195,19 @@ def _check_header(source: str, line: bytes) -> None:
             )
             raise ExportError(msg)
         raise _fail(source, 1, f"has version {version!r}, not {VERSION}; nothing was written")
+
+
+def _end_line(line: bytes) -> dict[str, Any] | None:
+    """The end line's document, or None for any other line."""
+    if not line.startswith(b'{"end"'):
+        return None
+    try:
+        end = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(end, dict) or set(end) != {"end", "entries"} or end["end"] != FORMAT:
+        return None
+    return end
 
 
 def _is_utf8(text: str) -> bool:
@@ -261,9 +283,22 @@ def parse_export(data: bytes, *, source: str = "the file") -> list[StoredEntry]:
         raise _fail(source, len(lines), problem)
     lines.pop()
     _check_header(source, lines[0])
-    entries = []
+    entries: list[StoredEntry] = []
     seen: dict[str, int] = {}
     for number, line in enumerate(lines[1:], start=2):
+        end = _end_line(line)
+        if end is not None:
+            if number != len(lines):
+                problem = "ends the export, but lines follow; nothing was written"
+                raise _fail(source, number, problem)
+            count = end["entries"]
+            if type(count) is not int or count != len(entries):
+                problem = (
+                    f"counts {json.dumps(count)} entries, but the file holds {len(entries)}: "
+                    f"lines are missing or were added; nothing was written"
+                )
+                raise _fail(source, number, problem)
+            return entries
         entry = _parse_entry(line)
         if isinstance(entry, str):
             raise _fail(source, number, f"{entry}; nothing was written")
@@ -272,7 +307,12 @@ def parse_export(data: bytes, *, source: str = "the file") -> list[StoredEntry]:
             raise _fail(source, number, problem)
         seen[entry.key] = number
         entries.append(entry)
-    return entries
+    # Every line is whole, but the end line never came: cut at a line boundary.
+    problem = (
+        f'is not the end line {{"end": "{FORMAT}", ...}}: the file was cut short; '
+        f"nothing was written"
+    )
+    raise _fail(source, len(lines), problem)
 
 
 async def write_entries(

@@ -160,7 +160,7 @@ def test_move_a_disk_cache_to_redis_and_back(
     from_redis = memo_cli("export", "--redis", url)
     lines = from_redis.stdout.splitlines()
     original = from_disk.read_text().splitlines()
-    assert len(lines) == len(original) == 4
+    assert len(lines) == len(original) == 5  # the header, three entries, the end line
     # The same file, but for the expiry of the entry with a ttl (Redis keeps milliseconds).
     assert [line for line in lines if '"expires": null' in line] == [
         line for line in original if '"expires": null' in line
@@ -201,7 +201,7 @@ def test_many_entries_are_scanned_in_batches(redis_server: RedisServer, memo_cli
     asyncio.run(write())
     url = redis_server.url
     assert as_json(memo_cli("stats", "--redis", url, "--json"))["entries"] == count
-    exported = memo_cli("export", "--redis", url).stdout.splitlines()[1:]
+    exported = memo_cli("export", "--redis", url).stdout.splitlines()[1:-1]
     assert [json.loads(line)["key"] for line in exported] == [f"bulk::{i:05}" for i in range(count)]
     calls = commands_called(redis_server)
     assert calls.get("keys", 0) == 0
@@ -307,13 +307,13 @@ def test_an_expiry_redis_cannot_hold_writes_nothing(
     url = redis_server.url
     before = memo_cli("export", "--redis", url).stdout
     lines = before.replace("weather", "elsewhere").splitlines(keepends=True)
-    last = json.loads(lines[-1])
-    lines[-1] = json.dumps({**last, "expires": 1e300}) + "\n"
+    last = json.loads(lines[-2])  # the last entry, before the end line
+    lines[-2] = json.dumps({**last, "expires": 1e300}) + "\n"
     file = tmp_path / "far.jsonl"
     file.write_text("".join(lines))
     result = memo_cli("import", str(file), "--redis", url)
     assert result.returncode == 1
-    assert f"line {len(lines)} has the expiry 1e+300" in result.stderr
+    assert f"line {len(lines) - 1} has the expiry 1e+300" in result.stderr
     assert "nothing was written" in result.stderr
     assert memo_cli("export", "--redis", url).stdout == before
 

@@ -97,8 +97,9 @@ def test_record_writes_one_export_per_module_and_replay_runs_nothing(
     recording = project.path / "tests" / "recordings" / "test_calls.jsonl"
     lines = [json.loads(line) for line in recording.read_text().splitlines()]
     assert lines[0] == {"format": "memo-export", "version": 1}
-    assert [line["namespace"] for line in lines[1:]] == ["test_calls.double"] * 2
-    assert all(line["expires"] is None for line in lines[1:]), "a recording must not lapse"
+    assert lines[-1] == {"end": "memo-export", "entries": 2}
+    assert [line["namespace"] for line in lines[1:-1]] == ["test_calls.double"] * 2
+    assert all(line["expires"] is None for line in lines[1:-1]), "a recording must not lapse"
     result = project.runpytest()
     result.assert_outcomes(passed=2)
     assert "memo: replaying" in result.stdout.str()
@@ -153,7 +154,7 @@ def test_an_openai_client_replays_without_a_request(
     project.runpytest("--memo-record").assert_outcomes(passed=3)
     assert openai_server.count() == 2
     recording = project.path / "tests" / "recordings" / "test_client.jsonl"
-    assert len(recording.read_text().splitlines()) == 3
+    assert len(recording.read_text().splitlines()) == 4
     project.runpytest().assert_outcomes(passed=3)
     assert openai_server.count() == 2
 
@@ -164,7 +165,7 @@ def test_modules_keep_their_own_recordings(project: pytest.Pytester) -> None:
     project.makepyfile(**{"tests/sub/test_other": other_calls})
     project.runpytest("--memo-record").assert_outcomes(passed=4)
     other = project.path / "tests" / "recordings" / "sub" / "test_other.jsonl"
-    assert len(other.read_text().splitlines()) == 3
+    assert len(other.read_text().splitlines()) == 4
     # double(4) is recorded in both files: under each module's own namespace.
     assert sorted(_runs(project)) == ["21", "3", "4", "4"]
     (project.path / "tests" / "recordings" / "test_calls.jsonl").unlink()
@@ -253,7 +254,9 @@ def test_a_folder_is_replaced_and_a_given_store_is_kept(project: pytest.Pytester
     project.makepyfile(**{"tests/test_stores": STORES})
     project.runpytest("--memo-record").assert_outcomes(passed=4)
     recording = project.path / "tests" / "recordings" / "test_stores.jsonl"
-    namespaces = [json.loads(line)["namespace"] for line in recording.read_text().splitlines()[1:]]
+    namespaces = [
+        json.loads(line)["namespace"] for line in recording.read_text().splitlines()[1:-1]
+    ]
     assert namespaces == ["test_stores.in_a_folder"]
     assert not (project.path / "a-folder").exists()
     result = project.runpytest("tests/test_stores.py")

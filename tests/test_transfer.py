@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import io
 import json
+import re
 import sqlite3
 import time
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ from test_cli import _Trap, in_process, plant_rows
 from memo import DiskStore, MemoryStore, PickleSerializer, async_disk_cache
 from memo._transfer import (
     ExportError,
+    _end,
     _entry_line,
     _header,
     parse_export,
@@ -154,7 +156,8 @@ def test_export_is_byte_identical_and_readable(
     assert first.stdout == second.stdout
     lines = first.stdout.splitlines()
     assert json.loads(lines[0]) == {"format": "memo-export", "version": 1}
-    entries = [json.loads(line) for line in lines[1:]]
+    assert json.loads(lines[-1]) == {"end": "memo-export", "entries": len(lines) - 2}
+    entries = [json.loads(line) for line in lines[1:-1]]
     assert [entry["key"] for entry in entries] == sorted(entry["key"] for entry in entries)
     by_namespace = {entry["namespace"]: entry for entry in entries}
     assert '"note":"ensoleillé ☀"' in by_namespace["weather"]["value_text"]
@@ -184,7 +187,7 @@ def test_export_leaves_out_rows_memo_never_writes(
     plant_rows(source, [{"key": "weather::1", "mode": 2, "filename": str(secret), "value": None}])
     result = memo_cli("export", "--dir", str(source))
     assert result.returncode == 0, result.stderr
-    assert len(result.stdout.splitlines()) == 7
+    assert len(result.stdout.splitlines()) == 8  # the header, six entries, the end line
     assert "0" * 64 not in result.stdout
     assert "weather::1" not in result.stdout
     assert not marker.exists()
@@ -194,7 +197,7 @@ def test_export_some_namespaces(filled: tuple[Path, list[Any]], memo_cli: MemoCl
     """`export weather big` writes those namespaces only (not `weather:typed`)."""
     source, _ = filled
     result = memo_cli("export", "weather", "big", "--dir", str(source))
-    namespaces = [json.loads(line)["namespace"] for line in result.stdout.splitlines()[1:]]
+    namespaces = [json.loads(line)["namespace"] for line in result.stdout.splitlines()[1:-1]]
     assert sorted(namespaces) == ["big", "weather", "weather"]
 
 
@@ -205,6 +208,7 @@ def test_import_from_stdin_skips_expired_entries(tmp_path: Path, memo_cli: MemoC
         {"namespace": "a", "key": "a::1", "expires": time.time() - 5, "value_text": "old"},
         {"namespace": "a", "key": "a::2", "expires": time.time() + 600, "value_text": "new"},
         {"namespace": "b", "key": "b::3", "expires": None, "value_b64": "AP8="},
+        {"end": "memo-export", "entries": 3},
     ]
     text = "".join(json.dumps(line) + "\n" for line in lines)
     stdin = io.TextIOWrapper(io.BytesIO(text.encode()))
@@ -230,6 +234,13 @@ def _lines(*documents: Any) -> bytes:
 
 
 HEADER = {"format": "memo-export", "version": 1}
+
+
+def _export(*entries: Any) -> bytes:
+    """A whole export of ``entries``: the header, the entries, the end line counting them."""
+    return _lines(HEADER, *entries, {"end": "memo-export", "entries": len(entries)})
+
+
 BAD_FILES = [
     pytest.param(b"", "is empty", id="empty"),
     pytest.param(b"hello, world\nthis is text\n", "line 1 is not the header", id="text-file"),
@@ -348,7 +359,7 @@ def test_import_refuses_a_folder_that_is_not_a_memo_cache(
     folder.mkdir()
     (folder / "cache.db").write_bytes(b"not sqlite" * 100)
     file = tmp_path / "ok.jsonl"
-    file.write_bytes(_lines(HEADER, GOOD_LINE))
+    file.write_bytes(_export(GOOD_LINE))
     result = memo_cli("import", str(file), "--dir", str(folder))
     assert result.returncode == 1
     assert "is not a memo cache" in result.stderr
@@ -418,7 +429,7 @@ async def test_functions_round_trip_any_bytes() -> None:
 
 def test_parse_export_returns_the_entries() -> None:
     """parse_export checks a whole file and returns its entries, values decoded."""
-    assert parse_export(_lines(HEADER, GOOD_LINE, BINARY_LINE)) == [
+    assert parse_export(_export(GOOD_LINE, BINARY_LINE)) == [
         StoredEntry("a::1", b"v", 1, None),
         StoredEntry("a::2", b"\x00\xff", 2, None),
     ]
@@ -439,7 +450,7 @@ def test_any_entry_round_trips_through_one_line(
     entry = StoredEntry(store_key(namespace, None, digest), value, len(value), expires)
     line = _entry_line(entry)
     assert line.count(b"\n") == 1
-    assert parse_export(_header() + line) == [entry]
+    assert parse_export(_header() + line + _end(1)) == [entry]
 
 
 async def test_an_export_that_fails_midway_is_refused_whole() -> None:
@@ -488,13 +499,6 @@ def test_a_value_edited_by_hand_is_never_returned(
     assert functions.runs == 2  # what they returned was stored in place of the edits
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "an export cut at a line boundary is a valid, smaller export: the format has no "
-        "end marker or count, so import cannot tell (needs a format change)"
-    ),
-)
 def test_an_export_cut_at_a_line_boundary_is_refused(
     filled: tuple[Path, list[Any]], tmp_path: Path, memo_cli: MemoCli
 ) -> None:
@@ -549,7 +553,7 @@ def test_import_refuses_a_database_of_another_program(tmp_path: Path, memo_cli: 
         db.execute("CREATE TABLE Orders (id INTEGER)")
         db.commit()
     file = tmp_path / "ok.jsonl"
-    file.write_bytes(_lines(HEADER, GOOD_LINE))
+    file.write_bytes(_export(GOOD_LINE))
     result = memo_cli("import", str(file), "--dir", str(folder))
     assert result.returncode == 1
     assert "is not a memo cache" in result.stderr
@@ -578,7 +582,9 @@ def test_a_value_file_replaced_by_a_symlink_is_never_read(
     exported = memo_cli("export", "--dir", str(source))
     assert exported.returncode == 0, exported.stderr
     assert "private key" not in exported.stdout
-    assert len(exported.stdout.splitlines()) == 6  # the header and the other five entries
+    assert (
+        len(exported.stdout.splitlines()) == 7
+    )  # the header, the other five entries, the end line
     shown = memo_cli("show", key, "--dir", str(source))
     assert "private key" not in shown.stdout + shown.stderr
 
@@ -590,3 +596,34 @@ def test_a_value_file_replaced_by_a_symlink_is_never_read(
             await store.close()
 
     assert asyncio.run(read()) is None  # absent: the call runs again and stores in its place
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        pytest.param(
+            _export(GOOD_LINE, BINARY_LINE).replace(b'"entries": 2', b'"entries": 3'),
+            "line 4 counts 3 entries, but the file holds 2",
+            id="count-too-high",
+        ),
+        pytest.param(
+            _export(GOOD_LINE) + _lines(BINARY_LINE),
+            "line 3 ends the export, but lines follow",
+            id="lines-after-the-end",
+        ),
+        pytest.param(
+            _lines(HEADER, GOOD_LINE, BINARY_LINE),
+            "line 3 is not the end line",
+            id="no-end-line",
+        ),
+        pytest.param(
+            _export(GOOD_LINE).replace(b'"entries": 1', b'"entries": true'),
+            "line 3 counts true entries, but the file holds 1",
+            id="count-not-a-number",
+        ),
+    ],
+)
+def test_the_end_line_must_count_every_entry(data: bytes, problem: str) -> None:
+    """The end line closes the file and counts its entries: missing or extra lines are refused."""
+    with pytest.raises(ExportError, match=re.escape(problem)):
+        parse_export(data)
