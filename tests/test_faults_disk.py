@@ -178,8 +178,9 @@ NOBODY = pwd.getpwnam("nobody") if "nobody" in {p.pw_name for p in pwd.getpwall(
 READ_ONLY_CHILD = textwrap.dedent(
     """
     import asyncio, json, logging, os, sys
-    import memo, memo.stores.disk  # import as root: the interpreter lives in /root
-    import concurrent.futures.thread, sqlite3, diskcache, orjson
+    # Import as root what the child uses (memo imports lazily): the interpreter lives in /root.
+    import memo, memo._decorator, memo.stores.disk
+    import concurrent.futures.thread, hashlib, sqlite3, diskcache, orjson
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     phase, uid, gid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
