@@ -30,7 +30,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +37,7 @@ import pytest
 
 from memo._context import NotRecordedError, is_offline
 from memo._entries import default_store_replaced
-from memo._transfer import ExportError, read_export, write_export
+from memo._transfer import ExportError, parse_export, read_export, write_export
 from memo.stores.memory import MemoryStore
 
 if TYPE_CHECKING:
@@ -81,11 +80,19 @@ def pytest_configure(config: pytest.Config) -> None:
             msg = f"--memo-record needs a folder for the recordings: set {_OPT_IN}"
             raise pytest.UsageError(msg)
         return
-    if record and is_offline():
+    try:
+        offline = record and is_offline()
+    except ValueError as exc:  # MEMO_OFFLINE misspelled
+        raise pytest.UsageError(str(exc)) from None
+    if offline:
         msg = "--memo-record runs calls for real, but MEMO_OFFLINE is set: unset it to record"
         raise pytest.UsageError(msg)
     base = config.inipath.parent if config.inipath is not None else config.rootpath
     recordings = Recordings(base / setting, record=record, root=config.rootpath)
+    # Every file checked before any test runs: a damaged one stops the run
+    # here, in pytest-xdist's controller too, where pytest.exit() in a worker
+    # would be an internal error that loses the message.
+    recordings.check()
     config.pluginmanager.register(recordings, "memo-recordings")
     config.add_cleanup(recordings.close)
 
@@ -123,14 +130,28 @@ class Recordings:
             else:
                 os.environ["MEMO_OFFLINE"] = self._environment
 
+    def check(self) -> None:
+        """Check every recording file in the folder.
+
+        Raises:
+            pytest.UsageError: a file is not a memo export (a merge conflict
+                left in it, cut short): the message names it.
+        """
+        for recording in sorted(self.folder.rglob("*.jsonl")) if self.folder.is_dir() else ():
+            try:
+                parse_export(recording.read_bytes(), source=self._shown(recording))
+            except ExportError as exc:
+                raise pytest.UsageError(_damaged(exc)) from None
+
     def recording_of(self, module: Path) -> Path:
         """Return the recording file of a test module.
 
         The module's path below the recordings folder's parent (the tests
-        folder), or else below the current folder, with ``.jsonl`` for
-        ``.py``: ``tests/sub/test_x.py`` is ``tests/recordings/sub/test_x.jsonl``.
+        folder), or else below the run's root folder (not the current one:
+        the file must not depend on where pytest is started), with ``.jsonl``
+        for ``.py``: ``tests/sub/test_x.py`` is ``tests/recordings/sub/test_x.jsonl``.
         """
-        for base in (self.folder.parent, Path.cwd()):
+        for base in (self.folder.parent, self._root):
             try:
                 relative = module.resolve().relative_to(base.resolve())
                 break
@@ -162,10 +183,15 @@ class Recordings:
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         """Show a test that failed for want of a recording from its own code, naming the file."""
-        refused = call.excinfo is not None and call.excinfo.errisinstance(NotRecordedError)
+        excinfo = call.excinfo
+        refused = excinfo is not None and excinfo.errisinstance(NotRecordedError)
         # memo's frames say nothing the message does not: hidden as pytest hides
-        # its own (a module's __tracebackhide__), for this report only.
-        modules = [vars(m) for name, m in list(sys.modules.items()) if refused and _ours(name)]
+        # its own (a module's __tracebackhide__), for this report only. The
+        # frames' own globals, not sys.modules': a module dropped from it (as
+        # pytester does between runs) still runs the functions it defined.
+        frames = excinfo.traceback if excinfo is not None and refused else ()
+        found = (entry.frame.f_globals for entry in frames)
+        modules = list({id(g): g for g in found if _ours(str(g.get("__name__", "")))}.values())
         for namespace in modules:
             namespace["__tracebackhide__"] = _hide_from_refusals
         try:
@@ -203,9 +229,9 @@ class Recordings:
                 with recording.open("rb") as src:
                     _run(read_export(store, src, source=self._shown(recording)))
             except ExportError as exc:
-                # Not one test's failure: every test of the module would fail alike.
-                msg = f"{exc}; repair it (a merge conflict?) or delete it and record again"
-                pytest.exit(msg, returncode=pytest.ExitCode.USAGE_ERROR)
+                # Damaged since the run started (check() passed). Not one test's
+                # failure: every test of the module would fail alike.
+                pytest.exit(_damaged(exc), returncode=pytest.ExitCode.USAGE_ERROR)
         self._module, self._store, self._loaded = module, store, len(store)
         self._scope.enter_context(default_store_replaced(store))
 
@@ -225,6 +251,10 @@ class Recordings:
         partial.replace(recording)
         if len(store) > self._loaded:
             self._added[recording] = self._added.get(recording, 0) + len(store) - self._loaded
+
+
+def _damaged(exc: ExportError) -> str:
+    return f"{exc}; repair it (a merge conflict?) or delete it and record again"
 
 
 def _ours(module: str) -> bool:

@@ -212,17 +212,63 @@ def test_recording_refuses_offline_mode(
     assert _runs(project) == []
 
 
+def test_recording_refuses_a_misspelled_offline_switch(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--memo-record with MEMO_OFFLINE=garbage says what is wrong, not an internal error."""
+    monkeypatch.setenv("MEMO_OFFLINE", "garbage")
+    result = project.runpytest("--memo-record")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*MEMO_OFFLINE must be 1 or 0*got 'garbage'*"])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    assert _runs(project) == []
+
+
+DAMAGED = "tests/recordings/test_calls.jsonl is not a memo export*delete it and record again*"
+
+
 def test_a_damaged_recording_stops_the_run_and_names_the_file(project: pytest.Pytester) -> None:
     """A recording that is not an export (a merge conflict left in it) stops the run, clearly."""
-    project.runpytest("--memo-record").assert_outcomes(passed=2)
+    project.makepyfile(**{"tests/test_a_first": "def test_first():\n    assert True\n"})
+    project.runpytest("--memo-record").assert_outcomes(passed=3)
     recording = project.path / "tests" / "recordings" / "test_calls.jsonl"
     recording.write_text("<<<<<<< HEAD\n" + recording.read_text())
     result = project.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stdout.fnmatch_lines(
-        ["*tests/recordings/test_calls.jsonl is not a memo export*delete it and record again*"]
-    )
+    result.stderr.fnmatch_lines([f"*{DAMAGED}"])
+    assert "passed" not in result.stdout.str()  # before any test, not after the first modules
     assert _runs(project) == ["21", "4"]
+
+
+def test_replaying_with_xdist_workers(project: pytest.Pytester) -> None:
+    """Replay works under pytest-xdist's -n, and a damaged recording still says which file."""
+    project.makepyfile(**{"tests/test_more": CALLS.replace("double(21) == 42", "double(3) == 6")})
+    project.runpytest("--memo-record").assert_outcomes(passed=4)
+    project.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider").assert_outcomes(passed=4)
+    assert sorted(_runs(project)) == ["21", "3", "4", "4"]
+    recording = project.path / "tests" / "recordings" / "test_calls.jsonl"
+    recording.write_text(recording.read_text()[:-10])  # cut short
+    result = project.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{DAMAGED}"])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
+def test_a_module_beside_the_tests_folder_records_to_one_file_from_any_folder(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A module outside tests/ has the same recording whether pytest runs from the root or not."""
+    checks = CALLS.replace("double(21) == 42", "double(3) == 6")
+    project.makepyfile(**{"checks/test_checks": checks})
+    project.runpytest("--memo-record").assert_outcomes(passed=4)
+    recording = project.path / "tests" / "recordings" / "checks" / "test_checks.jsonl"
+    assert recording.exists()
+    monkeypatch.chdir(project.path / "checks")
+    project.runpytest(".").assert_outcomes(passed=2)
+    assert sorted(p.name for p in (project.path / "tests" / "recordings").iterdir()) == [
+        "checks",
+        "test_calls.jsonl",
+    ]
 
 
 STORES = """
