@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+import threading
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -113,6 +114,34 @@ async def test_it_follows_tasks_started_inside_and_no_others() -> None:
     with pytest.raises(NotRecordedError):
         await inside
     assert calls == [1]
+
+
+async def test_threads_follow_the_environment_variable_not_the_block(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As the docs say: to_thread inherits offline(); a thread of its own needs MEMO_OFFLINE=1."""
+    calls, fetch, _ = _counted()
+    outcomes: list[object] = []
+
+    def in_a_thread_of_its_own(x: int) -> None:
+        try:
+            outcomes.append(asyncio.run(fetch(x)))
+        except NotRecordedError as exc:
+            outcomes.append(exc)
+
+    with memo.offline():
+        with pytest.raises(NotRecordedError):
+            await asyncio.to_thread(asyncio.run, fetch(1))
+        thread = threading.Thread(target=in_a_thread_of_its_own, args=(2,))
+        thread.start()
+        thread.join()
+    monkeypatch.setenv("MEMO_OFFLINE", "1")
+    thread = threading.Thread(target=in_a_thread_of_its_own, args=(3,))
+    thread.start()
+    thread.join()
+    assert outcomes[0] == {"x": 2, "run": 1}
+    assert isinstance(outcomes[1], NotRecordedError)
+    assert calls == [2]
 
 
 @pytest.mark.parametrize("value", ["1", "true", "YES", " on "])
