@@ -70,8 +70,9 @@ def pytest_configure(config: pytest.Config) -> None:
     """Turn the plugin on if the project named a recordings folder.
 
     Raises:
-        pytest.UsageError: ``--memo-record`` without a recordings folder, or
-            with ``MEMO_OFFLINE=1`` set.
+        pytest.UsageError: ``--memo-record`` without a recordings folder,
+            with ``MEMO_OFFLINE=1`` set, or with pytest-xdist's ``-n``; a
+            recording that is not an export.
     """
     setting = str(config.getini(_INI)).strip()
     record = bool(config.getoption("memo_record"))
@@ -86,6 +87,14 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     if offline:
         msg = "--memo-record runs calls for real, but MEMO_OFFLINE is set: unset it to record"
+        raise pytest.UsageError(msg)
+    # pytest-xdist's -n (also from addopts): workers sharing a module would
+    # each write its file, and the last one would drop the others' calls.
+    if record and (getattr(config.option, "numprocesses", None) or hasattr(config, "workerinput")):
+        msg = (
+            "--memo-record runs without pytest-xdist: workers sharing a test module would "
+            "each write its recording; add -n 0"
+        )
         raise pytest.UsageError(msg)
     base = config.inipath.parent if config.inipath is not None else config.rootpath
     recordings = Recordings(base / setting, record=record, root=config.rootpath)

@@ -254,6 +254,17 @@ def test_replaying_with_xdist_workers(project: pytest.Pytester) -> None:
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
 
 
+def test_recording_refuses_xdist_workers(project: pytest.Pytester) -> None:
+    """--memo-record -n 2 would lose calls (workers sharing a module each write its file)."""
+    result = project.runpytest_subprocess("--memo-record", "-n", "2", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--memo-record runs without pytest-xdist*-n 0*"])
+    assert _runs(project) == []
+    assert not (project.path / "tests" / "recordings").exists()
+    project.runpytest("--memo-record", "-n", "0").assert_outcomes(passed=2)
+    assert _runs(project) == ["21", "4"]
+
+
 def test_a_module_beside_the_tests_folder_records_to_one_file_from_any_folder(
     project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
