@@ -147,7 +147,8 @@ class NotRecordedError(LookupError):
         namespace: the namespace of the entry looked for.
         key: the store key looked for (None when the call reads nothing, as
             under ``memo.bypass()``).
-        why: for a call that reads nothing, why it does not and what to do.
+        why: for a call that reads nothing, why it does not and what to do;
+            for one whose entry is there but could not be read, the error.
     """
 
     def __init__(self, function: str, namespace: str, key: str | None, why: str = "") -> None:
@@ -161,9 +162,11 @@ class NotRecordedError(LookupError):
                 f"this call (namespace {namespace!r}), and {why}"
             )
         else:
+            found = f"the recording of this call cannot be read ({why})" if why else ""
             message = (
-                f"{function}: nothing recorded for this call (namespace {namespace!r}, key "
-                f"{key}), and offline mode (memo.offline() or MEMO_OFFLINE=1) does not run it. "
+                f"{function}: {found or 'nothing recorded for this call'} (namespace "
+                f"{namespace!r}, key {key}), and offline mode (memo.offline() or "
+                f"MEMO_OFFLINE=1) does not run it. "
                 f"Record it by running it once with offline mode off (MEMO_OFFLINE unset), or "
                 f"with memo's pytest plugin: `pytest --memo-record`; then commit the recording"
             )

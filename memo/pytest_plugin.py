@@ -97,11 +97,12 @@ def pytest_configure(config: pytest.Config) -> None:
         )
         raise pytest.UsageError(msg)
     base = config.inipath.parent if config.inipath is not None else config.rootpath
+    # Every file checked before any test runs (and before MEMO_OFFLINE is
+    # set): a damaged one stops the run here, in pytest-xdist's controller
+    # too, where pytest.exit() in a worker would be an internal error that
+    # loses the message.
+    _check(base / setting, config.rootpath)
     recordings = Recordings(base / setting, record=record, root=config.rootpath)
-    # Every file checked before any test runs: a damaged one stops the run
-    # here, in pytest-xdist's controller too, where pytest.exit() in a worker
-    # would be an internal error that loses the message.
-    recordings.check()
     config.pluginmanager.register(recordings, "memo-recordings")
     config.add_cleanup(recordings.close)
 
@@ -138,19 +139,6 @@ class Recordings:
                 os.environ.pop("MEMO_OFFLINE", None)
             else:
                 os.environ["MEMO_OFFLINE"] = self._environment
-
-    def check(self) -> None:
-        """Check every recording file in the folder.
-
-        Raises:
-            pytest.UsageError: a file is not a memo export (a merge conflict
-                left in it, cut short): the message names it.
-        """
-        for recording in sorted(self.folder.rglob("*.jsonl")) if self.folder.is_dir() else ():
-            try:
-                parse_export(recording.read_bytes(), source=self._shown(recording))
-            except ExportError as exc:
-                raise pytest.UsageError(_damaged(exc)) from None
 
     def recording_of(self, module: Path) -> Path:
         """Return the recording file of a test module.
@@ -210,9 +198,12 @@ class Recordings:
                 namespace.pop("__tracebackhide__", None)
         if refused:
             recording = self._shown(self.recording_of(item.path))
-            report.sections.append(
-                ("memo", f"not in {recording}: record it with `pytest --memo-record`")
-            )
+            error = excinfo.value if excinfo is not None else None
+            if isinstance(error, NotRecordedError) and error.why and error.key is not None:
+                advice = f"unreadable in {recording} (edited by hand?): record it again with"
+            else:
+                advice = f"not in {recording}: record it with"
+            report.sections.append(("memo", f"{advice} `pytest --memo-record`"))
         return report
 
     @pytest.hookimpl(wrapper=True)
@@ -260,6 +251,15 @@ class Recordings:
         partial.replace(recording)
         if len(store) > self._loaded:
             self._added[recording] = self._added.get(recording, 0) + len(store) - self._loaded
+
+
+def _check(folder: Path, root: Path) -> None:
+    """Raise pytest.UsageError naming a file of ``folder`` that is not a memo export."""
+    for recording in sorted(folder.rglob("*.jsonl")) if folder.is_dir() else ():
+        try:
+            parse_export(recording.read_bytes(), source=os.path.relpath(recording, root))
+        except ExportError as exc:
+            raise pytest.UsageError(_damaged(exc)) from None
 
 
 def _damaged(exc: ExportError) -> str:

@@ -187,6 +187,27 @@ def test_offline_takes_a_bool() -> None:
         memo.offline("false")  # type: ignore[arg-type]
 
 
+async def test_a_damaged_recording_is_not_called_missing(caplog: pytest.LogCaptureFixture) -> None:
+    """An entry that is there but unreadable (edited by hand) is said so, not 'nothing recorded'."""
+    calls, fetch, store = _counted()
+    await fetch(1)
+    key = fetch.cache_key(1)
+    stored = await store.get(key)
+    assert stored is not None
+    await store.set(key, stored[:-1] + b"!")  # one byte of the answer changed
+    with memo.offline(), pytest.raises(NotRecordedError) as caught:
+        await fetch(1)
+    error = caught.value
+    assert error.key == key
+    assert "nothing recorded" not in str(error)
+    assert "the recording of this call cannot be read (DamagedEntryError: " in str(error)
+    assert "Record it by running it once with offline mode off" in str(error)
+    assert calls == [1]
+    # Another key missing afterwards is missing, not damaged.
+    with memo.offline(), pytest.raises(NotRecordedError, match="nothing recorded"):
+        await fetch(2)
+
+
 def test_the_error_pickles_with_its_attributes() -> None:
     """It crosses process boundaries (pytest-xdist, multiprocessing) whole."""
     error = NotRecordedError("app.ask()", "app.ask", "key-1")

@@ -238,6 +238,29 @@ def test_a_damaged_recording_stops_the_run_and_names_the_file(project: pytest.Py
     result.stderr.fnmatch_lines([f"*{DAMAGED}"])
     assert "passed" not in result.stdout.str()  # before any test, not after the first modules
     assert _runs(project) == ["21", "4"]
+    assert "MEMO_OFFLINE" not in os.environ  # the run stopped gives it back
+
+
+def test_a_value_edited_by_hand_is_said_to_be_unreadable(project: pytest.Pytester) -> None:
+    """A recorded answer changed by hand fails as unreadable, not as never recorded."""
+    project.runpytest("--memo-record").assert_outcomes(passed=2)
+    recording = project.path / "tests" / "recordings" / "test_calls.jsonl"
+    lines = recording.read_text().splitlines(keepends=True)
+    entry = json.loads(lines[1])
+    entry["value_text"] = entry["value_text"][:-1] + "9"  # 42 -> 49, or 8 -> 9
+    recording.write_text(lines[0] + json.dumps(entry) + "\n" + "".join(lines[2:]))
+    result = project.runpytest()
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "E * memo.NotRecordedError: *: the recording of this call cannot be read "
+            "(DamagedEntryError: *",
+            "unreadable in tests/recordings/test_calls.jsonl (edited by hand?): "
+            "record it again with `pytest --memo-record`",
+        ]
+    )
+    project.runpytest("--memo-record").assert_outcomes(passed=2)
+    project.runpytest().assert_outcomes(passed=2)
 
 
 def test_replaying_with_xdist_workers(project: pytest.Pytester) -> None:
