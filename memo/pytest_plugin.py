@@ -125,6 +125,12 @@ class Recordings:
         self._loaded = 0  # entries the module's file held
         self._added: dict[Path, int] = {}  # recording -> entries this run added
         self._scope = contextlib.ExitStack()
+        # Between modules too (while pytest collects, a call at a test module's
+        # import): a store of the run's own, so no call of the run is answered
+        # from, or written to, the developer's cache folder. Such calls are in
+        # no recording, and fail a replay on a laptop as they do in CI.
+        self._outside = contextlib.ExitStack()
+        self._outside.enter_context(default_store_replaced(_RecordingStore()))
         self._environment = os.environ.get("MEMO_OFFLINE")
         if not record:
             # An environment variable, not memo.offline(): it reaches every
@@ -132,8 +138,9 @@ class Recordings:
             os.environ["MEMO_OFFLINE"] = "1"
 
     def close(self) -> None:
-        """Leave the last module, and give MEMO_OFFLINE back its value."""
+        """Leave the last module, and give the folders and MEMO_OFFLINE back."""
         self._leave()
+        self._outside.close()
         if not self.record:
             if self._environment is None:
                 os.environ.pop("MEMO_OFFLINE", None)

@@ -295,6 +295,37 @@ def test_recording_says_which_call_it_could_not_record(project: pytest.Pytester)
     result.stdout.fnmatch_lines(["memo: *test_unstorable.answer* not recorded*"])
 
 
+AT_IMPORT = """
+import asyncio
+
+import memo
+
+
+@memo.async_disk_cache
+async def square(x: int) -> int:
+    return x * x
+
+
+NINE = asyncio.run(square(3))  # while pytest collects: outside any test
+
+
+def test_nine():
+    assert NINE == 9
+"""
+
+
+def test_calls_outside_the_tests_never_reach_the_cache_folder(
+    project: pytest.Pytester, cache_dir: Path
+) -> None:
+    """A call at import is not answered from the developer's cache: it fails alike on a laptop."""
+    project.makepyfile(**{"tests/test_at_import": AT_IMPORT})
+    project.runpytest("tests/test_at_import.py", "--memo-record").assert_outcomes(passed=1)
+    assert not cache_dir.exists()
+    result = project.runpytest("tests/test_at_import.py")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*NotRecordedError: test_at_import.square(): nothing recorded*"])
+
+
 def test_replaying_with_xdist_workers(project: pytest.Pytester) -> None:
     """Replay works under pytest-xdist's -n, and a damaged recording still says which file."""
     project.makepyfile(**{"tests/test_more": CALLS.replace("double(21) == 42", "double(3) == 6")})
