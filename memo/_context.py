@@ -10,11 +10,10 @@ from __future__ import annotations
 import contextlib
 import enum
 import os
-from contextvars import ContextVar
-from typing import TYPE_CHECKING
+from contextvars import ContextVar, Token
+from typing import Generic, NoReturn, TypeVar
 
-if TYPE_CHECKING:
-    from collections.abc import Iterator
+T = TypeVar("T")
 
 __all__ = [
     "Mode",
@@ -39,13 +38,33 @@ _mode: ContextVar[Mode] = ContextVar("memo_mode", default=Mode.NORMAL)
 current_mode = _mode.get
 
 
-@contextlib.contextmanager
-def _switch(mode: Mode) -> Iterator[None]:
-    token = _mode.set(mode)
-    try:
-        yield
-    finally:
-        _mode.reset(token)
+class _Switch(contextlib.AbstractContextManager[None], Generic[T]):
+    """Sets a ``ContextVar`` for the block; refuses to be a decorator.
+
+    ``contextlib.contextmanager`` would make ``@memo.offline()`` on an
+    ``async def`` cover creating the coroutine and not running it: silently
+    online. Here it is a TypeError that says what to write.
+    """
+
+    def __init__(self, name: str, var: ContextVar[T], value: T) -> None:
+        self._name = name
+        self._var = var
+        self._value = value
+        self._tokens: list[Token[T]] = []
+
+    def __enter__(self) -> None:
+        self._tokens.append(self._var.set(self._value))
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._var.reset(self._tokens.pop())
+
+    def __call__(self, function: object) -> NoReturn:
+        """Refuse to decorate: a context manager is entered with ``with``."""
+        msg = (
+            f"memo.{self._name}() is a context manager, not a decorator: write "
+            f"`with memo.{self._name}():` in the body of {function!r}"
+        )
+        raise TypeError(msg)
 
 
 def bypass() -> contextlib.AbstractContextManager[None]:
@@ -57,7 +76,7 @@ def bypass() -> contextlib.AbstractContextManager[None]:
         with memo.bypass():
             fresh = await forecast("Paris")   # runs; the stored entry is untouched
     """
-    return _switch(Mode.BYPASS)
+    return _Switch("bypass", _mode, Mode.BYPASS)
 
 
 def refreshing() -> contextlib.AbstractContextManager[None]:
@@ -69,7 +88,7 @@ def refreshing() -> contextlib.AbstractContextManager[None]:
         with memo.refreshing():
             await forecast("Paris")   # runs and replaces the stored entry
     """
-    return _switch(Mode.REFRESH)
+    return _Switch("refreshing", _mode, Mode.REFRESH)
 
 
 # None: as $MEMO_OFFLINE says. Read only when a call would run, never on a hit.
@@ -104,16 +123,7 @@ def offline(enabled: bool = True) -> contextlib.AbstractContextManager[None]:
     if not isinstance(enabled, bool):  # a typo such as offline("false") must not pass
         msg = f"offline() takes True or False, got {enabled!r}"  # type: ignore[unreachable]
         raise TypeError(msg)
-    return _set_offline(enabled)
-
-
-@contextlib.contextmanager
-def _set_offline(enabled: bool) -> Iterator[None]:
-    token = _offline.set(enabled)
-    try:
-        yield
-    finally:
-        _offline.reset(token)
+    return _Switch("offline", _offline, enabled)
 
 
 def is_offline() -> bool:
@@ -147,7 +157,8 @@ class NotRecordedError(LookupError):
         namespace: the namespace of the entry looked for.
         key: the store key looked for (None when the call reads nothing, as
             under ``memo.bypass()``).
-        why: for a call that reads nothing, why it does not and what to do.
+        why: for a call that reads nothing, why it does not and what to do;
+            for one whose entry is there but could not be read, the error.
     """
 
     def __init__(self, function: str, namespace: str, key: str | None, why: str = "") -> None:
@@ -161,9 +172,11 @@ class NotRecordedError(LookupError):
                 f"this call (namespace {namespace!r}), and {why}"
             )
         else:
+            found = f"the recording of this call cannot be read ({why})" if why else ""
             message = (
-                f"{function}: nothing recorded for this call (namespace {namespace!r}, key "
-                f"{key}), and offline mode (memo.offline() or MEMO_OFFLINE=1) does not run it. "
+                f"{function}: {found or 'nothing recorded for this call'} (namespace "
+                f"{namespace!r}, key {key}), and offline mode (memo.offline() or "
+                f"MEMO_OFFLINE=1) does not run it. "
                 f"Record it by running it once with offline mode off (MEMO_OFFLINE unset), or "
                 f"with memo's pytest plugin: `pytest --memo-record`; then commit the recording"
             )

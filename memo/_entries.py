@@ -219,7 +219,7 @@ class Entries(Generic[T]):
             namespace).
     """
 
-    __slots__ = ("_codec", "_fn", "cache_if", "counters", "name", "slot", "ttl")
+    __slots__ = ("_codec", "_fn", "_unreadable", "cache_if", "counters", "name", "slot", "ttl")
 
     def __init__(
         self,
@@ -234,6 +234,9 @@ class Entries(Generic[T]):
     ) -> None:
         self.slot = slot
         self.name = slot.namespace if name is None else name
+        # The last key whose stored value could not be decoded, and why: a miss
+        # of that key refused offline says so (a recording edited by hand).
+        self._unreadable: tuple[str, str] | None = None
         self._codec = None if serializer is None else Codec(serializer)
         self._fn = fn
         self.ttl = ttl
@@ -273,8 +276,10 @@ class Entries(Generic[T]):
             NotRecordedError: offline mode is on (the miss is counted all the same).
         """
         self.counters.misses += 1
+        unreadable, self._unreadable = self._unreadable, None
         if is_offline():
-            raise NotRecordedError(self.name, self.slot.namespace, key)
+            why = unreadable[1] if unreadable is not None and unreadable[0] == key else ""
+            raise NotRecordedError(self.name, self.slot.namespace, key, why)
 
     def fail(self, operation: str, exc: BaseException) -> None:
         """Count a failure memo recovered from, and report it on the ``memo`` logger."""
@@ -364,6 +369,7 @@ class Entries(Generic[T]):
             value = self.codec.decode(data, key)
         except Exception as exc:
             self.fail("decode", exc)
+            self._unreadable = (key, f"{type(exc).__name__}: {exc}")
             return None
         self.counters.hits += 1
         return Found(value, data)

@@ -30,7 +30,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +37,7 @@ import pytest
 
 from memo._context import NotRecordedError, is_offline
 from memo._entries import default_store_replaced
-from memo._transfer import ExportError, read_export, write_export
+from memo._transfer import ExportError, parse_export, read_export, write_export
 from memo.stores.memory import MemoryStore
 
 if TYPE_CHECKING:
@@ -71,8 +70,9 @@ def pytest_configure(config: pytest.Config) -> None:
     """Turn the plugin on if the project named a recordings folder.
 
     Raises:
-        pytest.UsageError: ``--memo-record`` without a recordings folder, or
-            with ``MEMO_OFFLINE=1`` set.
+        pytest.UsageError: ``--memo-record`` without a recordings folder,
+            with ``MEMO_OFFLINE=1`` set, or with pytest-xdist's ``-n``; a
+            recording that is not an export.
     """
     setting = str(config.getini(_INI)).strip()
     record = bool(config.getoption("memo_record"))
@@ -81,10 +81,27 @@ def pytest_configure(config: pytest.Config) -> None:
             msg = f"--memo-record needs a folder for the recordings: set {_OPT_IN}"
             raise pytest.UsageError(msg)
         return
-    if record and is_offline():
+    try:
+        offline = record and is_offline()
+    except ValueError as exc:  # MEMO_OFFLINE misspelled
+        raise pytest.UsageError(str(exc)) from None
+    if offline:
         msg = "--memo-record runs calls for real, but MEMO_OFFLINE is set: unset it to record"
         raise pytest.UsageError(msg)
+    # pytest-xdist's -n (also from addopts): workers sharing a module would
+    # each write its file, and the last one would drop the others' calls.
+    if record and (getattr(config.option, "numprocesses", None) or hasattr(config, "workerinput")):
+        msg = (
+            "--memo-record runs without pytest-xdist: workers sharing a test module would "
+            "each write its recording; add -n 0"
+        )
+        raise pytest.UsageError(msg)
     base = config.inipath.parent if config.inipath is not None else config.rootpath
+    # Every file checked before any test runs (and before MEMO_OFFLINE is
+    # set): a damaged one stops the run here, in pytest-xdist's controller
+    # too, where pytest.exit() in a worker would be an internal error that
+    # loses the message.
+    _check(base / setting, config.rootpath)
     recordings = Recordings(base / setting, record=record, root=config.rootpath)
     config.pluginmanager.register(recordings, "memo-recordings")
     config.add_cleanup(recordings.close)
@@ -108,6 +125,12 @@ class Recordings:
         self._loaded = 0  # entries the module's file held
         self._added: dict[Path, int] = {}  # recording -> entries this run added
         self._scope = contextlib.ExitStack()
+        # Between modules too (while pytest collects, a call at a test module's
+        # import): a store of the run's own, so no call of the run is answered
+        # from, or written to, the developer's cache folder. Such calls are in
+        # no recording, and fail a replay on a laptop as they do in CI.
+        self._outside = contextlib.ExitStack()
+        self._outside.enter_context(default_store_replaced(_RecordingStore()))
         self._environment = os.environ.get("MEMO_OFFLINE")
         if not record:
             # An environment variable, not memo.offline(): it reaches every
@@ -115,8 +138,9 @@ class Recordings:
             os.environ["MEMO_OFFLINE"] = "1"
 
     def close(self) -> None:
-        """Leave the last module, and give MEMO_OFFLINE back its value."""
+        """Leave the last module, and give the folders and MEMO_OFFLINE back."""
         self._leave()
+        self._outside.close()
         if not self.record:
             if self._environment is None:
                 os.environ.pop("MEMO_OFFLINE", None)
@@ -127,10 +151,11 @@ class Recordings:
         """Return the recording file of a test module.
 
         The module's path below the recordings folder's parent (the tests
-        folder), or else below the current folder, with ``.jsonl`` for
-        ``.py``: ``tests/sub/test_x.py`` is ``tests/recordings/sub/test_x.jsonl``.
+        folder), or else below the run's root folder (not the current one:
+        the file must not depend on where pytest is started), with ``.jsonl``
+        for ``.py``: ``tests/sub/test_x.py`` is ``tests/recordings/sub/test_x.jsonl``.
         """
-        for base in (self.folder.parent, Path.cwd()):
+        for base in (self.folder.parent, self._root):
             try:
                 relative = module.resolve().relative_to(base.resolve())
                 break
@@ -162,10 +187,15 @@ class Recordings:
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         """Show a test that failed for want of a recording from its own code, naming the file."""
-        refused = call.excinfo is not None and call.excinfo.errisinstance(NotRecordedError)
+        excinfo = call.excinfo
+        refused = excinfo is not None and excinfo.errisinstance(NotRecordedError)
         # memo's frames say nothing the message does not: hidden as pytest hides
-        # its own (a module's __tracebackhide__), for this report only.
-        modules = [vars(m) for name, m in list(sys.modules.items()) if refused and _ours(name)]
+        # its own (a module's __tracebackhide__), for this report only. The
+        # frames' own globals, not sys.modules': a module dropped from it (as
+        # pytester does between runs) still runs the functions it defined.
+        frames = excinfo.traceback if excinfo is not None and refused else ()
+        found = (entry.frame.f_globals for entry in frames)
+        modules = list({id(g): g for g in found if _ours(str(g.get("__name__", "")))}.values())
         for namespace in modules:
             namespace["__tracebackhide__"] = _hide_from_refusals
         try:
@@ -175,9 +205,12 @@ class Recordings:
                 namespace.pop("__tracebackhide__", None)
         if refused:
             recording = self._shown(self.recording_of(item.path))
-            report.sections.append(
-                ("memo", f"not in {recording}: record it with `pytest --memo-record`")
-            )
+            error = excinfo.value if excinfo is not None else None
+            if isinstance(error, NotRecordedError) and error.why and error.key is not None:
+                advice = f"unreadable in {recording} (edited by hand?): record it again with"
+            else:
+                advice = f"not in {recording}: record it with"
+            report.sections.append(("memo", f"{advice} `pytest --memo-record`"))
         return report
 
     @pytest.hookimpl(wrapper=True)
@@ -203,9 +236,9 @@ class Recordings:
                 with recording.open("rb") as src:
                     _run(read_export(store, src, source=self._shown(recording)))
             except ExportError as exc:
-                # Not one test's failure: every test of the module would fail alike.
-                msg = f"{exc}; repair it (a merge conflict?) or delete it and record again"
-                pytest.exit(msg, returncode=pytest.ExitCode.USAGE_ERROR)
+                # Damaged since the run started (check() passed). Not one test's
+                # failure: every test of the module would fail alike.
+                pytest.exit(_damaged(exc), returncode=pytest.ExitCode.USAGE_ERROR)
         self._module, self._store, self._loaded = module, store, len(store)
         self._scope.enter_context(default_store_replaced(store))
 
@@ -225,6 +258,19 @@ class Recordings:
         partial.replace(recording)
         if len(store) > self._loaded:
             self._added[recording] = self._added.get(recording, 0) + len(store) - self._loaded
+
+
+def _check(folder: Path, root: Path) -> None:
+    """Raise pytest.UsageError naming a file of ``folder`` that is not a memo export."""
+    for recording in sorted(folder.rglob("*.jsonl")) if folder.is_dir() else ():
+        try:
+            parse_export(recording.read_bytes(), source=os.path.relpath(recording, root))
+        except ExportError as exc:
+            raise pytest.UsageError(_damaged(exc)) from None
+
+
+def _damaged(exc: ExportError) -> str:
+    return f"{exc}; repair it (a merge conflict?) or delete it and record again"
 
 
 def _ours(module: str) -> bool:

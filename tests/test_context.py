@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
+
+import pytest
 
 import memo
 from memo import CacheInfo, MemoryStore, async_disk_cache
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def _counted() -> tuple[list[int], memo.CachedFunction[[int], dict[str, int]], MemoryStore]:
@@ -119,3 +125,18 @@ async def test_refreshing_in_gathered_tasks() -> None:
     assert sorted(r["run"] for r in results) == [3, 4]
     assert [await fetch(1), await fetch(2)] == results
     assert len(calls) == 4
+
+
+@pytest.mark.parametrize(
+    "switch", [memo.offline, memo.bypass, memo.refreshing], ids=lambda s: s.__name__
+)
+def test_a_switch_refuses_to_decorate_a_function(switch: Callable[[], object]) -> None:
+    """@memo.offline() on an async def would cover creating the coroutine, not running it."""
+
+    async def ask() -> int:
+        return 1
+
+    with pytest.raises(TypeError, match=rf"memo\.{switch.__name__}\(\) is a context manager"):
+        switch()(ask)  # type: ignore[operator]
+    with switch():  # as a context manager it still works
+        pass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+import threading
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -115,6 +116,34 @@ async def test_it_follows_tasks_started_inside_and_no_others() -> None:
     assert calls == [1]
 
 
+async def test_threads_follow_the_environment_variable_not_the_block(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As the docs say: to_thread inherits offline(); a thread of its own needs MEMO_OFFLINE=1."""
+    calls, fetch, _ = _counted()
+    outcomes: list[object] = []
+
+    def in_a_thread_of_its_own(x: int) -> None:
+        try:
+            outcomes.append(asyncio.run(fetch(x)))
+        except NotRecordedError as exc:
+            outcomes.append(exc)
+
+    with memo.offline():
+        with pytest.raises(NotRecordedError):
+            await asyncio.to_thread(asyncio.run, fetch(1))
+        thread = threading.Thread(target=in_a_thread_of_its_own, args=(2,))
+        thread.start()
+        thread.join()
+    monkeypatch.setenv("MEMO_OFFLINE", "1")
+    thread = threading.Thread(target=in_a_thread_of_its_own, args=(3,))
+    thread.start()
+    thread.join()
+    assert outcomes[0] == {"x": 2, "run": 1}
+    assert isinstance(outcomes[1], NotRecordedError)
+    assert calls == [2]
+
+
 @pytest.mark.parametrize("value", ["1", "true", "YES", " on "])
 async def test_the_environment_variable_turns_it_on(
     monkeypatch: pytest.MonkeyPatch, value: str
@@ -156,6 +185,27 @@ def test_offline_takes_a_bool() -> None:
     """offline("false") is a TypeError, not offline mode turned on by a truthy string."""
     with pytest.raises(TypeError, match="offline\\(\\) takes True or False"):
         memo.offline("false")  # type: ignore[arg-type]
+
+
+async def test_a_damaged_recording_is_not_called_missing(caplog: pytest.LogCaptureFixture) -> None:
+    """An entry that is there but unreadable (edited by hand) is said so, not 'nothing recorded'."""
+    calls, fetch, store = _counted()
+    await fetch(1)
+    key = fetch.cache_key(1)
+    stored = await store.get(key)
+    assert stored is not None
+    await store.set(key, stored[:-1] + b"!")  # one byte of the answer changed
+    with memo.offline(), pytest.raises(NotRecordedError) as caught:
+        await fetch(1)
+    error = caught.value
+    assert error.key == key
+    assert "nothing recorded" not in str(error)
+    assert "the recording of this call cannot be read (DamagedEntryError: " in str(error)
+    assert "Record it by running it once with offline mode off" in str(error)
+    assert calls == [1]
+    # Another key missing afterwards is missing, not damaged.
+    with memo.offline(), pytest.raises(NotRecordedError, match="nothing recorded"):
+        await fetch(2)
 
 
 def test_the_error_pickles_with_its_attributes() -> None:
