@@ -220,6 +220,54 @@ async def test_flushdb_by_another_client_drops_every_copy(
         assert await store.get(k) is None
 
 
+async def test_a_store_of_another_database_hears_of_its_keys(redis_server: RedisServer) -> None:
+    """A store of db 1 drops its copy when db 1's key changes.
+
+    Redis tracks key names per server, not per database: a change of the same
+    name in db 0 may drop the copy too, which costs a read and nothing else.
+    """
+    store = RedisStore(redis_server.url + "/1", near_cache=10)
+    name = store._base + K
+    try:
+        await store.set(K, b"old")
+        await serving(store)
+        await filled(store, K)
+        with redis.Redis.from_url(redis_server.url + "/1") as db1:
+            db1.set(name, b"new")
+            await until(lambda: near(store).get(K) is None, "db 1's write is heard of")
+            assert await filled(store, K) == b"new"
+            with redis.Redis.from_url(redis_server.url + "/0") as db0:
+                db0.set(name, b"db 0's own")
+                assert await store.get(K) == b"new"
+                db0.delete(name)
+            db1.delete(name)
+    finally:
+        await store.close()
+
+
+async def test_a_store_with_another_encoding_hears_of_its_keys(
+    redis_server: RedisServer, raw: redis.Redis
+) -> None:
+    """Keys encoded with the client's ``encoding`` are read back from the reports the same way.
+
+    Decoded as UTF-8, a report of the Latin-1 name of ``é`` named no copy, and
+    the old value was served until it left the near cache.
+    """
+    store = RedisStore(redis_server.url, near_cache=10, encoding="latin-1", prefix="caf\xe9")
+    key = "n:cl\xe9"
+    name = (store._base + key).encode("latin-1")
+    try:
+        await store.set(key, b"old")
+        assert raw.get(name) == b"old"
+        await serving(store)
+        await filled(store, key)
+        raw.set(name, b"new")
+        await until(lambda: near(store).get(key) is None, "the overwrite is heard of")
+        assert await store.get(key) == b"new"
+    finally:
+        await store.close()
+
+
 async def test_copies_agree_with_redis_after_concurrent_writes(
     store: RedisStore, redis_server: RedisServer
 ) -> None:
@@ -422,7 +470,6 @@ async def test_own_writes_drop_the_copy_at_once(
     assert [K] in unheard  # the server did announce them: it was not what dropped the copies
 
 
-
 async def test_clear_all_drops_every_copy_at_once(
     store: RedisStore, unheard: list[list[str] | None]
 ) -> None:
@@ -435,6 +482,7 @@ async def test_clear_all_drops_every_copy_at_once(
     with pytest.raises(WouldBlock):
         store.get_nowait(K)
     assert await store.get(K) is None
+
 
 async def test_the_near_cache_keeps_the_most_recently_used(redis_server: RedisServer) -> None:
     """near_cache=N keeps N copies at most, the least recently used going first."""

@@ -77,6 +77,8 @@ class Listener:
         near: the near cache to confirm, invalidate and flush.
         timeout: seconds to wait for the answer to a ``PING``.
         where: the server, for log messages.
+        encoding: how the store's client encodes key names (redis-py's
+            ``encoding``), to read the reported names back the same way.
     """
 
     def __init__(
@@ -87,10 +89,12 @@ class Listener:
         *,
         timeout: float,
         where: str,
+        encoding: str = "utf-8",
     ) -> None:
         self._connect = connect
         self._prefix = prefix
-        self._skip = len(prefix.encode())
+        self._encoding = encoding
+        self._skip = len(prefix.encode(encoding))
         self._near = near
         self._timeout = timeout
         self._where = where
@@ -173,8 +177,10 @@ class Listener:
                     near.invalidate(None)
                 else:
                     names = payload if isinstance(payload, list) else [payload]
-                    skip = self._skip
-                    near.invalidate([bytes(name)[skip:].decode(errors="replace") for name in names])
+                    skip, encoding = self._skip, self._encoding
+                    near.invalidate(
+                        [bytes(name)[skip:].decode(encoding, errors="replace") for name in names]
+                    )
             elif message[0] == b"pong":
                 pinged = False
             near.heard(session)

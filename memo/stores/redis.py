@@ -497,6 +497,8 @@ class RedisStore:
                     self._near,
                     timeout=self.socket_timeout,
                     where=self._where(),
+                    # Names come back as the bytes the client sent: read them its way.
+                    encoding=client.connection_pool.connection_kwargs.get("encoding", "utf-8"),
                 )
                 task = loop.create_task(listener.run(), name="memo-redis-near-cache")
                 listening = (listener, task)
