@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import select
 import subprocess
 import sys
 import textwrap
@@ -68,6 +69,11 @@ async def until(condition: Callable[[], bool], what: str) -> None:
 def near(store: RedisStore) -> NearCache:
     assert store._near is not None
     return store._near
+
+
+def kept(store: RedisStore, key: str) -> bool:
+    """Whether the near cache holds a copy of ``key``, served or not: no news of a change read."""
+    return key in near(store)._entries
 
 
 async def serving(store: RedisStore) -> None:
@@ -160,10 +166,10 @@ async def test_another_client_overwrites_and_deletes(store: RedisStore, raw: red
     await serving(store)
     await filled(store, K)
     raw.set(name, b"new")
-    await until(lambda: near(store).get(K) is None, "the overwrite is heard of")
+    await until(lambda: not kept(store, K), "the overwrite is heard of")
     assert await filled(store, K) == b"new"
     raw.delete(name)
-    await until(lambda: near(store).get(K) is None, "the delete is heard of")
+    await until(lambda: not kept(store, K), "the delete is heard of")
     assert await store.get(K) is None
 
 
@@ -197,10 +203,10 @@ async def test_another_process_overwrites_and_deletes(
 
     # The child runs in a thread: this loop keeps running, and the listener with it.
     await asyncio.to_thread(child, "set")
-    await until(lambda: near(store).get(K) is None, "the child's write is heard of")
+    await until(lambda: not kept(store, K), "the child's write is heard of")
     assert await filled(store, K) == b"from the child"
     await asyncio.to_thread(child, "delete")
-    await until(lambda: near(store).get(K) is None, "the child's delete is heard of")
+    await until(lambda: not kept(store, K), "the child's delete is heard of")
     assert await store.get(K) is None
 
 
@@ -234,7 +240,7 @@ async def test_a_store_of_another_database_hears_of_its_keys(redis_server: Redis
         await filled(store, K)
         with redis.Redis.from_url(redis_server.url + "/1") as db1:
             db1.set(name, b"new")
-            await until(lambda: near(store).get(K) is None, "db 1's write is heard of")
+            await until(lambda: not kept(store, K), "db 1's write is heard of")
             assert await filled(store, K) == b"new"
             with redis.Redis.from_url(redis_server.url + "/0") as db0:
                 db0.set(name, b"db 0's own")
@@ -262,7 +268,7 @@ async def test_a_store_with_another_encoding_hears_of_its_keys(
         await serving(store)
         await filled(store, key)
         raw.set(name, b"new")
-        await until(lambda: near(store).get(key) is None, "the overwrite is heard of")
+        await until(lambda: not kept(store, key), "the overwrite is heard of")
         assert await store.get(key) == b"new"
     finally:
         await store.close()
@@ -297,7 +303,7 @@ async def test_copies_agree_with_redis_after_concurrent_writes(
         await asyncio.gather(*(store.get(k) for k in keys))
     stop.set()
     await writer
-    await until(lambda: near(store).get(sentinel) is None, "the last write is heard of")
+    await until(lambda: not kept(store, sentinel), "the last write is heard of")
     with redis.Redis.from_url(redis_server.url) as other:
         for k in keys:
             copy = near(store).get(k)
@@ -332,7 +338,7 @@ async def test_killing_the_tracking_connection_drops_every_copy(
     assert "t" in second["flags"]  # tracking on
     assert await filled(store, K) == b"new"
     raw.set(store._base + K, b"newer")
-    await until(lambda: near(store).get(K) is None, "the write is heard of")
+    await until(lambda: not kept(store, K), "the write is heard of")
     assert await store.get(K) == b"newer"
     (record,) = [r for r in caplog.records if "invalidation connection" in r.getMessage()]
     assert record.levelno == logging.WARNING
@@ -350,6 +356,36 @@ async def test_a_restarted_server_drops_every_copy(private_redis_server: RedisSe
     await until(near(store).serving, "the near cache serves again")
     assert await store.get(K) is None
     await store.close()
+
+
+async def test_a_blocked_loop_serves_no_copy_whose_news_has_arrived(
+    store: RedisStore, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write another client made while the loop was blocked is never hidden by the copy.
+
+    The loop blocks (sync work in a coroutine) until the invalidation has reached
+    the listener's socket; the next read must not return the old value. The
+    listener had not read it yet, and the copy was served for up to
+    ``1 + socket_timeout`` seconds after the write.
+    """
+    opened: list[Any] = []
+    connect = store._tracking_connection
+
+    def recorded(client: Any) -> Any:
+        opened.append(connect(client))
+        return opened[-1]
+
+    monkeypatch.setattr(store, "_tracking_connection", recorded)
+    await store.set(K, b"old")
+    await serving(store)
+    await filled(store, K)
+    sock = opened[-1]._writer.transport.get_extra_info("socket")
+    raw.set(store._base + K, b"new")  # the loop is blocked from here on
+    deadline = time.monotonic() + DEADLINE
+    while not select.select([sock.fileno()], [], [], 0.01)[0]:
+        assert time.monotonic() < deadline, "the invalidation never reached the listener"
+    assert near(store).serving()
+    assert await store.get(K) == b"new"
 
 
 async def test_a_frozen_server_stops_the_near_cache(private_redis_server: RedisServer) -> None:
@@ -598,6 +634,31 @@ def test_a_silent_listener_stops_the_serving() -> None:
     cache.lost(session)
     cache.heard(session)
     assert cache.get("k") is None
+
+
+def test_news_waiting_unread_stops_the_serving() -> None:
+    """While a listener's connection holds unread bytes, no copy is served; its end forgets it."""
+    cache = NearCache(10, 1000, grace=60)
+    news = [False]
+    session = object()
+    cache.confirm(session, lambda: news[0])
+    ticket = cache.ticket("k")
+    assert ticket is not None
+    cache.fill(ticket, b"v", None)
+    assert cache.get("k") == b"v"
+    news[0] = True
+    assert cache.get("k") is None
+    assert len(cache) == 1  # kept until the listener reads what the news says
+    news[0] = False
+    assert cache.get("k") == b"v"
+    news[0] = True
+    cache.lost(session)
+    other = object()
+    cache.confirm(other)  # a listener that offers no check (news is only its old one's)
+    ticket = cache.ticket("k")
+    assert ticket is not None
+    cache.fill(ticket, b"w", None)
+    assert cache.get("k") == b"w"
 
 
 # -- fork -------------------------------------------------------------------------

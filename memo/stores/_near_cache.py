@@ -14,6 +14,11 @@ kept only if no invalidation of that key, and no flush, came since. The
 count of invalidations is kept only for keys with a fill in flight, so the
 bookkeeping stays as small as the cache.
 
+A listener runs only when its event loop does: news that reached its socket
+while the loop was blocked waits there, unread. So each listener also gives
+a check of its connection (``confirm(session, waiting)``), and no copy is
+served while any says that news waits.
+
 Entries are bounded by count and by the bytes of their values, least
 recently used first out; an entry with an expiry is dropped at it, whether
 or not the server's own expiry has been heard of yet.
@@ -24,8 +29,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 from memo._fork import reset_after_fork
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["NearCache", "Ticket"]
 
@@ -65,6 +74,9 @@ class NearCache:
         self._fills: dict[str, list[int]] = {}
         # Listeners confirmed now (several event loops may each run one).
         self._sessions: set[object] = set()
+        # Session -> whether news waits unread on its connection; a tuple to read without a lock.
+        self._unread: dict[object, Callable[[], bool]] = {}
+        self._checks: tuple[Callable[[], bool], ...] = ()
         self._confirmed_until = 0.0
         # Event loops in several threads may share one store.
         self._lock = threading.Lock()
@@ -82,6 +94,9 @@ class NearCache:
         now = time.monotonic()
         if now >= self._confirmed_until:
             return None
+        for waiting in self._checks:
+            if waiting():  # news the loop has not run its listener to read yet
+                return None
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
@@ -160,14 +175,19 @@ class NearCache:
         with self._lock:
             self._flush()
 
-    def confirm(self, session: object) -> None:
+    def confirm(self, session: object, waiting: Callable[[], bool] | None = None) -> None:
         """A listener is subscribed, its tracking on: copies may be kept and served.
 
         Copies kept before it are dropped, since nothing vouches for them.
+        ``waiting`` tells, from any thread, whether news waits unread on the
+        listener's connection; no copy is served while it does.
         """
         with self._lock:
             self._flush()
             self._sessions.add(session)
+            if waiting is not None:
+                self._unread[session] = waiting
+                self._checks = tuple(self._unread.values())
             self._confirmed_until = time.monotonic() + self.grace
 
     def heard(self, session: object) -> None:
@@ -185,6 +205,8 @@ class NearCache:
             if session not in self._sessions:
                 return
             self._sessions.discard(session)
+            if self._unread.pop(session, None) is not None:
+                self._checks = tuple(self._unread.values())
             self._confirmed_until = 0.0
             self._flush()
 
@@ -210,4 +232,6 @@ class NearCache:
         self._epoch += 1
         self._fills.clear()
         self._sessions.clear()
+        self._unread.clear()
+        self._checks = ()
         self._confirmed_until = 0.0

@@ -23,12 +23,19 @@ listener connects again. A connection can also die without a word (a
 network partition), so a quiet listener sends a ``PING`` every
 ``HEARTBEAT`` seconds, and the cache serves only while the listener heard
 from the server within ``HEARTBEAT + socket_timeout`` seconds.
+
+The listener reads only when its event loop runs it. A loop blocked (sync
+work in a coroutine, a loop run now and then with ``run_until_complete``)
+leaves the news that arrived meanwhile in the socket, so the cache asks the
+connection (``unread``) before it serves a copy: the same check redis-py's
+own client-side cache makes before each cached read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 from typing import TYPE_CHECKING, Any
 
 from memo._report import logger
@@ -38,7 +45,7 @@ if TYPE_CHECKING:
 
     from memo.stores._near_cache import NearCache
 
-__all__ = ["CLIENT_NAME", "HEARTBEAT", "Listener"]
+__all__ = ["CLIENT_NAME", "HEARTBEAT", "Listener", "unread"]
 
 CHANNEL = "__redis__:invalidate"
 # The listener's name in CLIENT LIST, for the operator (and the tests) to find it.
@@ -66,6 +73,47 @@ def _report(where: str, exc: BaseException) -> None:
         type(exc).__name__,
         exc,
     )
+
+
+def unread(connection: Any) -> Callable[[], bool] | None:
+    """Return a check whether bytes wait unread on ``connection``; None if it cannot tell.
+
+    Bytes wait in the socket until the loop next polls it, then in the
+    connection's ``asyncio.StreamReader`` until the listener parses them. Both
+    are private to redis-py and asyncio (redis-py reads the reader's buffer
+    itself), so a connection without them gets no check: copies are then
+    served as before, while the listener is confirmed.
+    """
+    reader = getattr(connection, "_reader", None)
+    writer = getattr(connection, "_writer", None)
+    if not isinstance(getattr(reader, "_buffer", None), bytearray) or writer is None:
+        return None
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return None
+    fd = sock.fileno()
+    if hasattr(select, "poll"):  # not on Windows
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+
+        def ready() -> bool:
+            return bool(poller.poll(0))
+
+    else:
+
+        def ready() -> bool:
+            return bool(select.select([fd], [], [], 0)[0])
+
+    def waiting() -> bool:
+        if reader._buffer:  # type: ignore[union-attr]
+            return True
+        try:
+            return ready()
+        except (OSError, ValueError, RuntimeError):
+            # A closed socket, or polled from two threads at once: say so, serve nothing.
+            return True
+
+    return waiting
 
 
 class Listener:
@@ -123,7 +171,7 @@ class Listener:
             try:
                 connection = self._connect()
                 await self._subscribe(connection)
-                self._near.confirm(session)
+                self._near.confirm(session, unread(connection))
                 failures = 0
                 await self._receive(connection, session)
             except asyncio.CancelledError:
