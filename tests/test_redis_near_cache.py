@@ -345,6 +345,41 @@ async def test_killing_the_tracking_connection_drops_every_copy(
     assert "near cache was emptied" in record.getMessage()
 
 
+async def test_a_user_not_allowed_tracking_reads_from_redis_and_is_told_why(
+    redis_server: RedisServer,
+    raw: redis.Redis,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An ACL without CLIENT: every read goes to Redis, and the log names what the user needs.
+
+    The log said the connection "ended" and that the near cache "serves again
+    once tracking is back", which it never does until the ACL changes.
+    """
+    monkeypatch.setattr(_tracking, "_reported", set())  # as in a process that never failed
+    caplog.set_level(logging.WARNING, logger="memo")
+    raw.acl_setuser("memo-no-client", enabled=True, passwords=["+pw"], keys=["*"])
+    raw.execute_command("ACL", "SETUSER", "memo-no-client", "&*", "+@all", "-client")
+    url = redis_server.url.replace("redis://", "redis://memo-no-client:pw@")
+    store = RedisStore(url, near_cache=10)
+    try:
+        await store.set(K, b"old")
+        await until(
+            lambda: any("refused" in r.getMessage() for r in caplog.records), "the refusal is told"
+        )
+        (record,) = [r for r in caplog.records if r.name == "memo"]
+        assert record.levelno == logging.WARNING
+        assert "+client|tracking" in record.getMessage()
+        assert "NoPermissionError" in record.getMessage()
+        assert await store.get(K) == b"old"
+        raw.set(store._base + K, b"new")
+        assert await store.get(K) == b"new"
+        assert not near(store).serving()
+    finally:
+        await store.close()
+        raw.acl_deluser("memo-no-client")
+
+
 async def test_a_restarted_server_drops_every_copy(private_redis_server: RedisServer) -> None:
     """A restart ends the tracking connection: copies go, and the empty server is believed."""
     store = RedisStore(private_redis_server.url, near_cache=10, **FAST)

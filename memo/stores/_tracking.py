@@ -59,13 +59,25 @@ _RETRY_MAX = 5.0
 _reported: set[type[BaseException]] = set()
 
 
-def _report(where: str, exc: BaseException) -> None:
+def _report(where: str, exc: BaseException, *, refused: bool) -> None:
     # The first failure of a kind is a warning; repeats (a server down for
     # minutes, retried every few seconds) are debug lines. No lock: two
     # loops failing at once at worst both warn.
     first = type(exc) not in _reported
     _reported.add(type(exc))
     log = logger.warning if first else logger.debug
+    if refused:
+        # Not an outage that ends by itself: say what the server wants.
+        log(
+            "memo: Redis at %s refused the near cache's tracking connection (%s: %s), so the "
+            "near cache serves nothing and every read goes to Redis; it needs Redis 6+ (or "
+            "Valkey) and, with an ACL, a user allowed +client|id +client|tracking "
+            "+client|setname +subscribe +ping and the channel &__redis__:invalidate",
+            where,
+            type(exc).__name__,
+            exc,
+        )
+        return
     log(
         "memo: the near cache's invalidation connection to Redis at %s ended (%s: %s); "
         "the near cache was emptied and serves again once tracking is back",
@@ -125,6 +137,8 @@ class Listener:
         near: the near cache to confirm, invalidate and flush.
         timeout: seconds to wait for the answer to a ``PING``.
         where: the server, for log messages.
+        refusals: the errors of a server that refuses a command (an ACL, no
+            tracking), which the log explains rather than calls an outage.
         encoding: how the store's client encodes key names (redis-py's
             ``encoding``), to read the reported names back the same way.
     """
@@ -137,6 +151,7 @@ class Listener:
         *,
         timeout: float,
         where: str,
+        refusals: tuple[type[BaseException], ...] = (),
         encoding: str = "utf-8",
     ) -> None:
         self._connect = connect
@@ -146,6 +161,7 @@ class Listener:
         self._near = near
         self._timeout = timeout
         self._where = where
+        self._refusals = refusals
         self._stopped = False
 
     async def stop(self, task: asyncio.Task[None]) -> None:
@@ -178,7 +194,7 @@ class Listener:
                 raise
             except Exception as exc:
                 failures += 1
-                _report(self._where, exc)
+                _report(self._where, exc, refused=isinstance(exc, self._refusals))
             finally:
                 self._near.lost(session)
                 if connection is not None:

@@ -497,6 +497,7 @@ class RedisStore:
                     self._near,
                     timeout=self.socket_timeout,
                     where=self._where(),
+                    refusals=(self._redis.exceptions.ResponseError,),
                     # Names come back as the bytes the client sent: read them its way.
                     encoding=client.connection_pool.connection_kwargs.get("encoding", "utf-8"),
                 )
