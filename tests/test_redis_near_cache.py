@@ -380,6 +380,22 @@ async def test_a_user_not_allowed_tracking_reads_from_redis_and_is_told_why(
         raw.acl_deluser("memo-no-client")
 
 
+@pytest.mark.parametrize(
+    ("error", "refused"),
+    [
+        (redis.exceptions.NoPermissionError("this user has no permissions"), True),
+        (redis.exceptions.ResponseError("Unknown subcommand 'TRACKING'. Try CLIENT HELP."), True),
+        (redis.exceptions.ResponseError("BUSY Redis is busy running a script"), False),
+        (redis.exceptions.OutOfMemoryError("command not allowed when used memory"), False),
+        (redis.exceptions.ConnectionError("max number of clients reached"), False),
+    ],
+)
+def test_only_a_lasting_refusal_is_told_as_one(error: Exception, refused: bool) -> None:
+    """An ACL or a server without tracking is a refusal; a busy or full server is an outage."""
+    store = RedisStore("redis://127.0.0.1:1", near_cache=10)
+    assert store._refuses_tracking(error) is refused
+
+
 async def test_a_restarted_server_drops_every_copy(private_redis_server: RedisServer) -> None:
     """A restart ends the tracking connection: copies go, and the empty server is believed."""
     store = RedisStore(private_redis_server.url, near_cache=10, **FAST)

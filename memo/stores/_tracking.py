@@ -137,8 +137,9 @@ class Listener:
         near: the near cache to confirm, invalidate and flush.
         timeout: seconds to wait for the answer to a ``PING``.
         where: the server, for log messages.
-        refusals: the errors of a server that refuses a command (an ACL, no
-            tracking), which the log explains rather than calls an outage.
+        refused: whether an error is the server refusing tracking for good
+            (an ACL, no tracking), which the log explains rather than calls
+            an outage.
         encoding: how the store's client encodes key names (redis-py's
             ``encoding``), to read the reported names back the same way.
     """
@@ -151,7 +152,7 @@ class Listener:
         *,
         timeout: float,
         where: str,
-        refusals: tuple[type[BaseException], ...] = (),
+        refused: Callable[[BaseException], bool] = lambda exc: False,
         encoding: str = "utf-8",
     ) -> None:
         self._connect = connect
@@ -161,7 +162,7 @@ class Listener:
         self._near = near
         self._timeout = timeout
         self._where = where
-        self._refusals = refusals
+        self._refused = refused
         self._stopped = False
 
     async def stop(self, task: asyncio.Task[None]) -> None:
@@ -194,7 +195,7 @@ class Listener:
                 raise
             except Exception as exc:
                 failures += 1
-                _report(self._where, exc, refused=isinstance(exc, self._refusals))
+                _report(self._where, exc, refused=self._refused(exc))
             finally:
                 self._near.lost(session)
                 if connection is not None:
