@@ -439,6 +439,36 @@ async def test_a_blocked_loop_serves_no_copy_whose_news_has_arrived(
     assert await store.get(K) == b"new"
 
 
+async def test_a_loop_stopped_elsewhere_leaves_the_hits_of_this_one(
+    store: RedisStore, raw: redis.Redis
+) -> None:
+    """News unread by another thread's stopped loop does not stop this loop's hits.
+
+    A loop run once with ``run_until_complete`` and left open keeps its
+    listener, which never reads again; this loop's own listener hears the
+    same news.
+    """
+    other = asyncio.new_event_loop()
+
+    async def open_one() -> None:
+        await serving(store)
+
+    try:
+        await asyncio.to_thread(other.run_until_complete, open_one())
+        await store.set(K, b"old")
+        await serving(store)
+        await filled(store, K)
+        raw.set(store._base + "elsewhere", b"news for every listener")
+        await until(lambda: near(store).get(K) == b"old", "this loop has read the news")
+        assert store.get_nowait(K) == b"old"
+        raw.set(store._base + K, b"new")
+        await until(lambda: not kept(store, K), "the write is heard of")
+        assert await filled(store, K) == b"new"
+    finally:
+        await asyncio.to_thread(other.run_until_complete, store.close())
+        other.close()
+
+
 async def test_a_frozen_server_stops_the_near_cache(private_redis_server: RedisServer) -> None:
     """A server that stops answering (SIGSTOP) cannot vouch for copies: none are served."""
     store = RedisStore(private_redis_server.url, near_cache=10, **FAST)

@@ -16,8 +16,11 @@ bookkeeping stays as small as the cache.
 
 A listener runs only when its event loop does: news that reached its socket
 while the loop was blocked waits there, unread. So each listener also gives
-a check of its connection (``confirm(session, waiting)``), and no copy is
-served while any says that news waits.
+a check of its connection (``confirm(session, waiting, loop)``), and a read
+in that loop is served no copy while it says that news waits. Every listener
+hears every change, so a loop's own check is enough: a loop stopped for good
+elsewhere does not stop the hits of the others. A read in a loop without a
+listener of its own asks every check.
 
 Entries are bounded by count and by the bytes of their values, least
 recently used first out; an entry with an expiry is dropped at it, whether
@@ -26,6 +29,7 @@ or not the server's own expiry has been heard of yet.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import OrderedDict
@@ -74,9 +78,10 @@ class NearCache:
         self._fills: dict[str, list[int]] = {}
         # Listeners confirmed now (several event loops may each run one).
         self._sessions: set[object] = set()
-        # Session -> whether news waits unread on its connection; a tuple to read without a lock.
-        self._unread: dict[object, Callable[[], bool]] = {}
-        self._checks: tuple[Callable[[], bool], ...] = ()
+        # Session -> (its event loop, whether news waits unread on its connection);
+        # _checks, by loop, is replaced whole, to read without the lock.
+        self._unread: dict[object, tuple[object, Callable[[], bool]]] = {}
+        self._checks: dict[object, Callable[[], bool]] = {}
         self._confirmed_until = 0.0
         # Event loops in several threads may share one store.
         self._lock = threading.Lock()
@@ -94,9 +99,9 @@ class NearCache:
         now = time.monotonic()
         if now >= self._confirmed_until:
             return None
-        for waiting in self._checks:
-            if waiting():  # news the loop has not run its listener to read yet
-                return None
+        checks = self._checks
+        if checks and self._unread_news(checks):
+            return None
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
@@ -175,19 +180,25 @@ class NearCache:
         with self._lock:
             self._flush()
 
-    def confirm(self, session: object, waiting: Callable[[], bool] | None = None) -> None:
+    def confirm(
+        self,
+        session: object,
+        waiting: Callable[[], bool] | None = None,
+        loop: object = None,
+    ) -> None:
         """A listener is subscribed, its tracking on: copies may be kept and served.
 
         Copies kept before it are dropped, since nothing vouches for them.
         ``waiting`` tells, from any thread, whether news waits unread on the
-        listener's connection; no copy is served while it does.
+        listener's connection, which ``loop`` reads; no copy is served in that
+        loop (or in one without a listener) while it does.
         """
         with self._lock:
             self._flush()
             self._sessions.add(session)
             if waiting is not None:
-                self._unread[session] = waiting
-                self._checks = tuple(self._unread.values())
+                self._unread[session] = (loop, waiting)
+                self._checks = dict(self._unread.values())
             self._confirmed_until = time.monotonic() + self.grace
 
     def heard(self, session: object) -> None:
@@ -206,11 +217,23 @@ class NearCache:
                 return
             self._sessions.discard(session)
             if self._unread.pop(session, None) is not None:
-                self._checks = tuple(self._unread.values())
+                self._checks = dict(self._unread.values())
             self._confirmed_until = 0.0
             self._flush()
 
     # -- internals --------------------------------------------------------------
+
+    @staticmethod
+    def _unread_news(checks: dict[object, Callable[[], bool]]) -> bool:
+        """Whether news waits that the listener of this read's loop has not read yet."""
+        try:
+            loop: object = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        own = checks.get(loop)
+        if own is not None:
+            return own()
+        return any(waiting() for waiting in checks.values())
 
     def _pop(self, key: str) -> None:
         entry = self._entries.pop(key, None)
@@ -233,5 +256,5 @@ class NearCache:
         self._fills.clear()
         self._sessions.clear()
         self._unread.clear()
-        self._checks = ()
+        self._checks = {}
         self._confirmed_until = 0.0

@@ -188,7 +188,7 @@ class Listener:
             try:
                 connection = self._connect()
                 await self._subscribe(connection)
-                self._near.confirm(session, unread(connection))
+                self._near.confirm(session, unread(connection), asyncio.get_running_loop())
                 failures = 0
                 await self._receive(connection, session)
             except asyncio.CancelledError:
