@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import select
 import subprocess
 import sys
 import textwrap
@@ -68,6 +69,11 @@ async def until(condition: Callable[[], bool], what: str) -> None:
 def near(store: RedisStore) -> NearCache:
     assert store._near is not None
     return store._near
+
+
+def kept(store: RedisStore, key: str) -> bool:
+    """Whether the near cache holds a copy of ``key``, served or not: no news of a change read."""
+    return key in near(store)._entries
 
 
 async def serving(store: RedisStore) -> None:
@@ -160,10 +166,10 @@ async def test_another_client_overwrites_and_deletes(store: RedisStore, raw: red
     await serving(store)
     await filled(store, K)
     raw.set(name, b"new")
-    await until(lambda: near(store).get(K) is None, "the overwrite is heard of")
+    await until(lambda: not kept(store, K), "the overwrite is heard of")
     assert await filled(store, K) == b"new"
     raw.delete(name)
-    await until(lambda: near(store).get(K) is None, "the delete is heard of")
+    await until(lambda: not kept(store, K), "the delete is heard of")
     assert await store.get(K) is None
 
 
@@ -197,10 +203,10 @@ async def test_another_process_overwrites_and_deletes(
 
     # The child runs in a thread: this loop keeps running, and the listener with it.
     await asyncio.to_thread(child, "set")
-    await until(lambda: near(store).get(K) is None, "the child's write is heard of")
+    await until(lambda: not kept(store, K), "the child's write is heard of")
     assert await filled(store, K) == b"from the child"
     await asyncio.to_thread(child, "delete")
-    await until(lambda: near(store).get(K) is None, "the child's delete is heard of")
+    await until(lambda: not kept(store, K), "the child's delete is heard of")
     assert await store.get(K) is None
 
 
@@ -218,6 +224,54 @@ async def test_flushdb_by_another_client_drops_every_copy(
     await until(lambda: len(near(store)) == 0, "the flush is heard of")
     for k in keys:
         assert await store.get(k) is None
+
+
+async def test_a_store_of_another_database_hears_of_its_keys(redis_server: RedisServer) -> None:
+    """A store of db 1 drops its copy when db 1's key changes.
+
+    Redis tracks key names per server, not per database: a change of the same
+    name in db 0 may drop the copy too, which costs a read and nothing else.
+    """
+    store = RedisStore(redis_server.url + "/1", near_cache=10)
+    name = store._base + K
+    try:
+        await store.set(K, b"old")
+        await serving(store)
+        await filled(store, K)
+        with redis.Redis.from_url(redis_server.url + "/1") as db1:
+            db1.set(name, b"new")
+            await until(lambda: not kept(store, K), "db 1's write is heard of")
+            assert await filled(store, K) == b"new"
+            with redis.Redis.from_url(redis_server.url + "/0") as db0:
+                db0.set(name, b"db 0's own")
+                assert await store.get(K) == b"new"
+                db0.delete(name)
+            db1.delete(name)
+    finally:
+        await store.close()
+
+
+async def test_a_store_with_another_encoding_hears_of_its_keys(
+    redis_server: RedisServer, raw: redis.Redis
+) -> None:
+    """Keys encoded with the client's ``encoding`` are read back from the reports the same way.
+
+    Decoded as UTF-8, a report of the Latin-1 name of ``é`` named no copy, and
+    the old value was served until it left the near cache.
+    """
+    store = RedisStore(redis_server.url, near_cache=10, encoding="latin-1", prefix="caf\xe9")
+    key = "n:cl\xe9"
+    name = (store._base + key).encode("latin-1")
+    try:
+        await store.set(key, b"old")
+        assert raw.get(name) == b"old"
+        await serving(store)
+        await filled(store, key)
+        raw.set(name, b"new")
+        await until(lambda: not kept(store, key), "the overwrite is heard of")
+        assert await store.get(key) == b"new"
+    finally:
+        await store.close()
 
 
 async def test_copies_agree_with_redis_after_concurrent_writes(
@@ -249,7 +303,7 @@ async def test_copies_agree_with_redis_after_concurrent_writes(
         await asyncio.gather(*(store.get(k) for k in keys))
     stop.set()
     await writer
-    await until(lambda: near(store).get(sentinel) is None, "the last write is heard of")
+    await until(lambda: not kept(store, sentinel), "the last write is heard of")
     with redis.Redis.from_url(redis_server.url) as other:
         for k in keys:
             copy = near(store).get(k)
@@ -284,11 +338,62 @@ async def test_killing_the_tracking_connection_drops_every_copy(
     assert "t" in second["flags"]  # tracking on
     assert await filled(store, K) == b"new"
     raw.set(store._base + K, b"newer")
-    await until(lambda: near(store).get(K) is None, "the write is heard of")
+    await until(lambda: not kept(store, K), "the write is heard of")
     assert await store.get(K) == b"newer"
     (record,) = [r for r in caplog.records if "invalidation connection" in r.getMessage()]
     assert record.levelno == logging.WARNING
     assert "near cache was emptied" in record.getMessage()
+
+
+async def test_a_user_not_allowed_tracking_reads_from_redis_and_is_told_why(
+    redis_server: RedisServer,
+    raw: redis.Redis,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An ACL without CLIENT: every read goes to Redis, and the log names what the user needs.
+
+    The log said the connection "ended" and that the near cache "serves again
+    once tracking is back", which it never does until the ACL changes.
+    """
+    monkeypatch.setattr(_tracking, "_reported", set())  # as in a process that never failed
+    caplog.set_level(logging.WARNING, logger="memo")
+    raw.acl_setuser("memo-no-client", enabled=True, passwords=["+pw"], keys=["*"])
+    raw.execute_command("ACL", "SETUSER", "memo-no-client", "&*", "+@all", "-client")
+    url = redis_server.url.replace("redis://", "redis://memo-no-client:pw@")
+    store = RedisStore(url, near_cache=10)
+    try:
+        await store.set(K, b"old")
+        await until(
+            lambda: any("refused" in r.getMessage() for r in caplog.records), "the refusal is told"
+        )
+        (record,) = [r for r in caplog.records if r.name == "memo"]
+        assert record.levelno == logging.WARNING
+        assert "+client|tracking" in record.getMessage()
+        assert "NoPermissionError" in record.getMessage()
+        assert await store.get(K) == b"old"
+        raw.set(store._base + K, b"new")
+        assert await store.get(K) == b"new"
+        assert not near(store).serving()
+    finally:
+        await store.close()
+        raw.acl_deluser("memo-no-client")
+
+
+@pytest.mark.parametrize(
+    ("error", "refused"),
+    [
+        (redis.exceptions.NoPermissionError("this user has no permissions"), True),
+        (redis.exceptions.ResponseError("Unknown subcommand 'TRACKING'. Try CLIENT HELP."), True),
+        (redis.exceptions.ResponseError("BUSY Redis is busy running a script"), False),
+        (redis.exceptions.OutOfMemoryError("command not allowed when used memory"), False),
+        (redis.exceptions.ConnectionError("max number of clients reached"), False),
+    ],
+)
+def test_only_a_lasting_refusal_is_told_as_one(error: Exception, refused: bool) -> None:
+    """An ACL or a server without tracking is a refusal; a busy or full server is an outage."""
+    store = RedisStore("redis://127.0.0.1:1", near_cache=10)
+    assert store._refuses_tracking(error) is refused
 
 
 async def test_a_restarted_server_drops_every_copy(private_redis_server: RedisServer) -> None:
@@ -302,6 +407,66 @@ async def test_a_restarted_server_drops_every_copy(private_redis_server: RedisSe
     await until(near(store).serving, "the near cache serves again")
     assert await store.get(K) is None
     await store.close()
+
+
+async def test_a_blocked_loop_serves_no_copy_whose_news_has_arrived(
+    store: RedisStore, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write another client made while the loop was blocked is never hidden by the copy.
+
+    The loop blocks (sync work in a coroutine) until the invalidation has reached
+    the listener's socket; the next read must not return the old value. The
+    listener had not read it yet, and the copy was served for up to
+    ``1 + socket_timeout`` seconds after the write.
+    """
+    opened: list[Any] = []
+    connect = store._tracking_connection
+
+    def recorded(client: Any) -> Any:
+        opened.append(connect(client))
+        return opened[-1]
+
+    monkeypatch.setattr(store, "_tracking_connection", recorded)
+    await store.set(K, b"old")
+    await serving(store)
+    await filled(store, K)
+    sock = opened[-1]._writer.transport.get_extra_info("socket")
+    raw.set(store._base + K, b"new")  # the loop is blocked from here on
+    deadline = time.monotonic() + DEADLINE
+    while not select.select([sock.fileno()], [], [], 0.01)[0]:
+        assert time.monotonic() < deadline, "the invalidation never reached the listener"
+    assert near(store).serving()
+    assert await store.get(K) == b"new"
+
+
+async def test_a_loop_stopped_elsewhere_leaves_the_hits_of_this_one(
+    store: RedisStore, raw: redis.Redis
+) -> None:
+    """News unread by another thread's stopped loop does not stop this loop's hits.
+
+    A loop run once with ``run_until_complete`` and left open keeps its
+    listener, which never reads again; this loop's own listener hears the
+    same news.
+    """
+    other = asyncio.new_event_loop()
+
+    async def open_one() -> None:
+        await serving(store)
+
+    try:
+        await asyncio.to_thread(other.run_until_complete, open_one())
+        await store.set(K, b"old")
+        await serving(store)
+        await filled(store, K)
+        raw.set(store._base + "elsewhere", b"news for every listener")
+        await until(lambda: near(store).get(K) == b"old", "this loop has read the news")
+        assert store.get_nowait(K) == b"old"
+        raw.set(store._base + K, b"new")
+        await until(lambda: not kept(store, K), "the write is heard of")
+        assert await filled(store, K) == b"new"
+    finally:
+        await asyncio.to_thread(other.run_until_complete, store.close())
+        other.close()
 
 
 async def test_a_frozen_server_stops_the_near_cache(private_redis_server: RedisServer) -> None:
@@ -550,6 +715,31 @@ def test_a_silent_listener_stops_the_serving() -> None:
     cache.lost(session)
     cache.heard(session)
     assert cache.get("k") is None
+
+
+def test_news_waiting_unread_stops_the_serving() -> None:
+    """While a listener's connection holds unread bytes, no copy is served; its end forgets it."""
+    cache = NearCache(10, 1000, grace=60)
+    news = [False]
+    session = object()
+    cache.confirm(session, lambda: news[0])
+    ticket = cache.ticket("k")
+    assert ticket is not None
+    cache.fill(ticket, b"v", None)
+    assert cache.get("k") == b"v"
+    news[0] = True
+    assert cache.get("k") is None
+    assert len(cache) == 1  # kept until the listener reads what the news says
+    news[0] = False
+    assert cache.get("k") == b"v"
+    news[0] = True
+    cache.lost(session)
+    other = object()
+    cache.confirm(other)  # a listener that offers no check (news is only its old one's)
+    ticket = cache.ticket("k")
+    assert ticket is not None
+    cache.fill(ticket, b"w", None)
+    assert cache.get("k") == b"w"
 
 
 # -- fork -------------------------------------------------------------------------

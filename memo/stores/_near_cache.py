@@ -14,6 +14,14 @@ kept only if no invalidation of that key, and no flush, came since. The
 count of invalidations is kept only for keys with a fill in flight, so the
 bookkeeping stays as small as the cache.
 
+A listener runs only when its event loop does: news that reached its socket
+while the loop was blocked waits there, unread. So each listener also gives
+a check of its connection (``confirm(session, waiting, loop)``), and a read
+in that loop is served no copy while it says that news waits. Every listener
+hears every change, so a loop's own check is enough: a loop stopped for good
+elsewhere does not stop the hits of the others. A read in a loop without a
+listener of its own asks every check.
+
 Entries are bounded by count and by the bytes of their values, least
 recently used first out; an entry with an expiry is dropped at it, whether
 or not the server's own expiry has been heard of yet.
@@ -21,11 +29,16 @@ or not the server's own expiry has been heard of yet.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 from memo._fork import reset_after_fork
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["NearCache", "Ticket"]
 
@@ -65,6 +78,10 @@ class NearCache:
         self._fills: dict[str, list[int]] = {}
         # Listeners confirmed now (several event loops may each run one).
         self._sessions: set[object] = set()
+        # Session -> (its event loop, whether news waits unread on its connection);
+        # _checks, by loop, is replaced whole, to read without the lock.
+        self._unread: dict[object, tuple[object, Callable[[], bool]]] = {}
+        self._checks: dict[object, Callable[[], bool]] = {}
         self._confirmed_until = 0.0
         # Event loops in several threads may share one store.
         self._lock = threading.Lock()
@@ -81,6 +98,9 @@ class NearCache:
         """Return the copy of ``key``, or None: none kept, expired, or not serving now."""
         now = time.monotonic()
         if now >= self._confirmed_until:
+            return None
+        checks = self._checks
+        if checks and self._unread_news(checks):
             return None
         with self._lock:
             entry = self._entries.get(key)
@@ -160,14 +180,25 @@ class NearCache:
         with self._lock:
             self._flush()
 
-    def confirm(self, session: object) -> None:
+    def confirm(
+        self,
+        session: object,
+        waiting: Callable[[], bool] | None = None,
+        loop: object = None,
+    ) -> None:
         """A listener is subscribed, its tracking on: copies may be kept and served.
 
         Copies kept before it are dropped, since nothing vouches for them.
+        ``waiting`` tells, from any thread, whether news waits unread on the
+        listener's connection, which ``loop`` reads; no copy is served in that
+        loop (or in one without a listener) while it does.
         """
         with self._lock:
             self._flush()
             self._sessions.add(session)
+            if waiting is not None:
+                self._unread[session] = (loop, waiting)
+                self._checks = dict(self._unread.values())
             self._confirmed_until = time.monotonic() + self.grace
 
     def heard(self, session: object) -> None:
@@ -185,10 +216,24 @@ class NearCache:
             if session not in self._sessions:
                 return
             self._sessions.discard(session)
+            if self._unread.pop(session, None) is not None:
+                self._checks = dict(self._unread.values())
             self._confirmed_until = 0.0
             self._flush()
 
     # -- internals --------------------------------------------------------------
+
+    @staticmethod
+    def _unread_news(checks: dict[object, Callable[[], bool]]) -> bool:
+        """Whether news waits that the listener of this read's loop has not read yet."""
+        try:
+            loop: object = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        own = checks.get(loop)
+        if own is not None:
+            return own()
+        return any(waiting() for waiting in checks.values())
 
     def _pop(self, key: str) -> None:
         entry = self._entries.pop(key, None)
@@ -210,4 +255,6 @@ class NearCache:
         self._epoch += 1
         self._fills.clear()
         self._sessions.clear()
+        self._unread.clear()
+        self._checks = {}
         self._confirmed_until = 0.0

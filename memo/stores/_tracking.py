@@ -23,12 +23,19 @@ listener connects again. A connection can also die without a word (a
 network partition), so a quiet listener sends a ``PING`` every
 ``HEARTBEAT`` seconds, and the cache serves only while the listener heard
 from the server within ``HEARTBEAT + socket_timeout`` seconds.
+
+The listener reads only when its event loop runs it. A loop blocked (sync
+work in a coroutine, a loop run now and then with ``run_until_complete``)
+leaves the news that arrived meanwhile in the socket, so the cache asks the
+connection (``unread``) before it serves a copy: the same check redis-py's
+own client-side cache makes before each cached read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 from typing import TYPE_CHECKING, Any
 
 from memo._report import logger
@@ -38,7 +45,7 @@ if TYPE_CHECKING:
 
     from memo.stores._near_cache import NearCache
 
-__all__ = ["CLIENT_NAME", "HEARTBEAT", "Listener"]
+__all__ = ["CLIENT_NAME", "HEARTBEAT", "Listener", "unread"]
 
 CHANNEL = "__redis__:invalidate"
 # The listener's name in CLIENT LIST, for the operator (and the tests) to find it.
@@ -52,13 +59,25 @@ _RETRY_MAX = 5.0
 _reported: set[type[BaseException]] = set()
 
 
-def _report(where: str, exc: BaseException) -> None:
+def _report(where: str, exc: BaseException, *, refused: bool) -> None:
     # The first failure of a kind is a warning; repeats (a server down for
     # minutes, retried every few seconds) are debug lines. No lock: two
     # loops failing at once at worst both warn.
     first = type(exc) not in _reported
     _reported.add(type(exc))
     log = logger.warning if first else logger.debug
+    if refused:
+        # Not an outage that ends by itself: say what the server wants.
+        log(
+            "memo: Redis at %s refused the near cache's tracking connection (%s: %s), so the "
+            "near cache serves nothing and every read goes to Redis; it needs Redis 6+ (or "
+            "Valkey) and, with an ACL, a user allowed +client|id +client|tracking "
+            "+client|setname +subscribe +ping and the channel &__redis__:invalidate",
+            where,
+            type(exc).__name__,
+            exc,
+        )
+        return
     log(
         "memo: the near cache's invalidation connection to Redis at %s ended (%s: %s); "
         "the near cache was emptied and serves again once tracking is back",
@@ -66,6 +85,47 @@ def _report(where: str, exc: BaseException) -> None:
         type(exc).__name__,
         exc,
     )
+
+
+def unread(connection: Any) -> Callable[[], bool] | None:
+    """Return a check whether bytes wait unread on ``connection``; None if it cannot tell.
+
+    Bytes wait in the socket until the loop next polls it, then in the
+    connection's ``asyncio.StreamReader`` until the listener parses them. Both
+    are private to redis-py and asyncio (redis-py reads the reader's buffer
+    itself), so a connection without them gets no check: copies are then
+    served as before, while the listener is confirmed.
+    """
+    reader = getattr(connection, "_reader", None)
+    writer = getattr(connection, "_writer", None)
+    if not isinstance(getattr(reader, "_buffer", None), bytearray) or writer is None:
+        return None
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return None
+    fd = sock.fileno()
+    if hasattr(select, "poll"):  # not on Windows
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+
+        def ready() -> bool:
+            return bool(poller.poll(0))
+
+    else:
+
+        def ready() -> bool:
+            return bool(select.select([fd], [], [], 0)[0])
+
+    def waiting() -> bool:
+        if reader._buffer:  # type: ignore[union-attr]
+            return True
+        try:
+            return ready()
+        except (OSError, ValueError, RuntimeError):
+            # A closed socket, or polled from two threads at once: say so, serve nothing.
+            return True
+
+    return waiting
 
 
 class Listener:
@@ -77,6 +137,11 @@ class Listener:
         near: the near cache to confirm, invalidate and flush.
         timeout: seconds to wait for the answer to a ``PING``.
         where: the server, for log messages.
+        refused: whether an error is the server refusing tracking for good
+            (an ACL, no tracking), which the log explains rather than calls
+            an outage.
+        encoding: how the store's client encodes key names (redis-py's
+            ``encoding``), to read the reported names back the same way.
     """
 
     def __init__(
@@ -87,13 +152,17 @@ class Listener:
         *,
         timeout: float,
         where: str,
+        refused: Callable[[BaseException], bool] = lambda exc: False,
+        encoding: str = "utf-8",
     ) -> None:
         self._connect = connect
         self._prefix = prefix
-        self._skip = len(prefix.encode())
+        self._encoding = encoding
+        self._skip = len(prefix.encode(encoding))
         self._near = near
         self._timeout = timeout
         self._where = where
+        self._refused = refused
         self._stopped = False
 
     async def stop(self, task: asyncio.Task[None]) -> None:
@@ -119,14 +188,14 @@ class Listener:
             try:
                 connection = self._connect()
                 await self._subscribe(connection)
-                self._near.confirm(session)
+                self._near.confirm(session, unread(connection), asyncio.get_running_loop())
                 failures = 0
                 await self._receive(connection, session)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 failures += 1
-                _report(self._where, exc)
+                _report(self._where, exc, refused=self._refused(exc))
             finally:
                 self._near.lost(session)
                 if connection is not None:
@@ -173,8 +242,10 @@ class Listener:
                     near.invalidate(None)
                 else:
                     names = payload if isinstance(payload, list) else [payload]
-                    skip = self._skip
-                    near.invalidate([bytes(name)[skip:].decode(errors="replace") for name in names])
+                    skip, encoding = self._skip, self._encoding
+                    near.invalidate(
+                        [bytes(name)[skip:].decode(encoding, errors="replace") for name in names]
+                    )
             elif message[0] == b"pong":
                 pinged = False
             near.heard(session)

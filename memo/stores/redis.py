@@ -503,12 +503,26 @@ class RedisStore:
                     self._near,
                     timeout=self.socket_timeout,
                     where=self._where(),
+                    refused=self._refuses_tracking,
+                    # Names come back as the bytes the client sent: read them its way.
+                    encoding=client.connection_pool.connection_kwargs.get("encoding", "utf-8"),
                 )
                 task = loop.create_task(listener.run(), name="memo-redis-near-cache")
                 listening = (listener, task)
             keeper = loop.create_task(self._keep(loop, client, listening), name="memo-redis-close")
             self._clients[loop] = _LoopClient(client, keeper)
             return client
+
+    def _refuses_tracking(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is the server refusing tracking until someone changes it.
+
+        An ACL (``NOPERM``), or a server without tracking (an unknown
+        subcommand); not a busy or out-of-memory server, which may answer later.
+        """
+        errors = self._redis.exceptions
+        return isinstance(exc, errors.NoPermissionError) or (
+            isinstance(exc, errors.ResponseError) and "unknown" in str(exc).lower()
+        )
 
     def _tracking_connection(self, client: Redis) -> Any:
         """Return a new connection to the client's server, for the near cache's listener."""
