@@ -123,5 +123,10 @@ def bench(session: nox.Session) -> None:
     # matplotlib draws the chart from the run's own figures: this session only,
     # never a dependency of memo.
     session.install("-e", ".[openai,redis]", "matplotlib>=3.8")
-    args = session.posargs or ["--chart", "docs/assets/bench.png", "--json", "bench.json"]
+    args = session.posargs or [
+        "--chart",
+        "docs/assets/bench.png",
+        "--json",
+        "docs/assets/bench.json",
+    ]
     session.run("python", "benchmarks/bench.py", *args)
