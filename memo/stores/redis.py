@@ -837,7 +837,11 @@ class RedisStore:
 
     async def clear(self, namespace: str) -> int:
         """Drop every entry of ``namespace`` (``SCAN`` + ``UNLINK``); return how many."""
-        pattern = _glob_escape(self._base + namespace_prefix(namespace)) + "*"
+        return await self._drop_matching(_glob_escape(self._base + namespace_prefix(namespace)))
+
+    async def _drop_matching(self, prefix_pattern: str) -> int:
+        """``UNLINK`` the keys that ``SCAN MATCH prefix_pattern*`` finds, in batches; count them."""
+        pattern = prefix_pattern + "*"
 
         async def drop(client: Redis) -> int:
             dropped = 0
@@ -944,25 +948,7 @@ class RedisStore:
         ``UNLINK`` in batches. Keys of other prefixes (and single-flight locks)
         are left alone.
         """
-        pattern = _glob_escape(self._base) + "*"
-
-        async def drop(client: Redis) -> int:
-            dropped = 0
-            batch: list[bytes] = []
-            async for name in client.scan_iter(match=pattern, count=self.scan_count):
-                batch.append(name)
-                if len(batch) >= self.scan_count:
-                    dropped += await client.unlink(*batch)
-                    batch.clear()
-            if batch:
-                dropped += await client.unlink(*batch)
-            return dropped
-
-        try:
-            return await self._call(drop)
-        finally:
-            if self._near is not None:
-                self._near.flush()
+        return await self._drop_matching(_glob_escape(self._base))
 
     async def close(self) -> None:
         """Close this event loop's connections; later use opens new ones.
