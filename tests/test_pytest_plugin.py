@@ -134,10 +134,11 @@ def test_a_call_never_recorded_fails_its_test_and_says_how_to_record(
             "not in tests/recordings/test_calls.jsonl: record it with `pytest --memo-record`",
         ]
     )
-    # memo's own frames are left out: the traceback ends in the test's call.
+    # memo's own frames are left out: the traceback shows the test's call, then
+    # (on Python 3.10, whose tasks are Python code) asyncio's own wake-up frame.
     assert "memo/_decorator.py" not in result.stdout.str()
     assert "memo/_entries.py" not in result.stdout.str()
-    result.stdout.fnmatch_lines(["tests/test_calls.py:24: NotRecordedError"])
+    result.stdout.fnmatch_lines(["tests/test_calls.py:24: *"])
     assert _runs(project) == ["21", "4"]
     project.runpytest("--memo-record").assert_outcomes(passed=3)
     assert _runs(project) == ["21", "4", "5"]
