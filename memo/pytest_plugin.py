@@ -26,8 +26,6 @@ loaded nor recorded.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
 import os
 from pathlib import Path
@@ -293,5 +291,9 @@ class _RecordingStore(MemoryStore):
 def _run(coroutine: Coroutine[Any, Any, Any]) -> Any:
     # In a thread of its own: the hooks may be called while the tests'
     # event loop is set (or running), which asyncio.run here would disturb.
+    # Imported here: a project that has not opted in never pays for asyncio.
+    import asyncio  # noqa: PLC0415
+    import concurrent.futures  # noqa: PLC0415
+
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, coroutine).result()

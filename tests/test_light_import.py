@@ -103,3 +103,8 @@ def test_cli_stats_loads_no_asyncio_nor_pydantic(tmp_path: Path) -> None:
     assert main(["stats", "--dir", {str(tmp_path)!r}]) == 0
     """
     assert _loaded_after(code) == {"diskcache", "sqlite3"}
+
+
+def test_the_pytest_plugin_alone_loads_none_of_them() -> None:
+    """pytest loads the plugin for everyone who installs memo-cache: it must cost little."""
+    assert _loaded_after("import memo.pytest_plugin") == set()
