@@ -13,7 +13,8 @@ waits longer than the pool's timeout.
 from __future__ import annotations
 
 import asyncio
-import threading
+import subprocess
+import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -21,7 +22,7 @@ import pytest
 import redis
 import redis.asyncio
 import redis.asyncio.connection
-from redis_server import command, free_port
+from redis_server import free_port
 
 from memo import RedisStore, async_disk_cache
 from memo.stores.redis import RedisBusyError, RedisUnavailableError, _waited_for_pool
@@ -46,31 +47,50 @@ def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
         yield client
 
 
+# The pauser runs in a process of its own: a thread would share the GIL with the
+# event loop serving the burst, and its next pause would come late, leaving the
+# server idle between pauses on a loaded machine.
+PAUSER = """
+import socket, sys, time
+port, seconds, pause = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+request = b"*4\\r\\n$6\\r\\nCLIENT\\r\\n$5\\r\\nPAUSE\\r\\n$%d\\r\\n%s\\r\\n$3\\r\\nALL\\r\\n"
+ms = str(int(pause * 1000)).encode()
+request = request % (len(ms), ms)
+pauses = 0
+with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        sock.sendall(request)
+        assert sock.recv(64).startswith(b"+OK"), "CLIENT PAUSE refused"
+        pauses += 1
+        if pauses == 1:
+            print("paused", flush=True)
+        time.sleep(pause)
+print(pauses, flush=True)
+"""
+
+
 class Busy:
-    """Keep a server busy from a thread: back-to-back ``CLIENT PAUSE ALL`` of ``PAUSE`` s."""
+    """Keep a server busy from another process: back-to-back ``CLIENT PAUSE ALL`` of ``PAUSE`` s."""
 
     def __init__(self, port: int, seconds: float) -> None:
         self.port = port
         self.seconds = seconds
         self.pauses = 0
-        self.started = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        until = time.monotonic() + self.seconds
-        while time.monotonic() < until:
-            command(self.port, ("CLIENT", "PAUSE", str(int(PAUSE * 1000)), "ALL"))
-            self.pauses += 1
-            self.started.set()
-            time.sleep(PAUSE)
+        self.process: subprocess.Popen[str] | None = None
 
     async def __aenter__(self) -> Busy:
-        self.thread.start()
-        await asyncio.to_thread(self.started.wait, 5.0)
+        args = [sys.executable, "-c", PAUSER, str(self.port), str(self.seconds), str(PAUSE)]
+        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        first = await asyncio.to_thread(self.process.stdout.readline)
+        assert first.strip() == "paused", first
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await asyncio.to_thread(self.thread.join, self.seconds + 5.0)
+        assert self.process is not None
+        out, _ = await asyncio.to_thread(self.process.communicate, timeout=self.seconds + 5.0)
+        self.pauses = int(out.split()[-1])
 
 
 async def test_a_burst_on_a_busy_server_is_all_stored(
