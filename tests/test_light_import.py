@@ -106,5 +106,5 @@ def test_cli_stats_loads_no_asyncio_nor_pydantic(tmp_path: Path) -> None:
 
 
 def test_the_pytest_plugin_alone_loads_none_of_them() -> None:
-    """pytest loads the plugin for everyone who installs memo-cache: it must cost little."""
+    """The plugin loads in every pytest run where memo-cache is installed: it must cost little."""
     assert _loaded_after("import memo.pytest_plugin") == set()
