@@ -198,7 +198,7 @@ class CachedFunction(Generic[P, R]):
         self._refuse_self_wait(key)
         if self._flights.find(key) is not None:
             return None
-        return self._entries.peek_nowait(key)
+        return self._entries.read_nowait(key, report=False)
 
     async def stored(self, key: str) -> Found[R] | None:
         """``stored_nowait`` for a store that must be awaited: a hit (counted), or None."""

@@ -286,13 +286,22 @@ class Entries(Generic[T]):
         self.counters.errors += 1
         report_failure(self.slot.namespace, operation, exc)
 
-    def read_nowait(self, key: str) -> Found[T] | Literal[_NotNow.NOT_NOW] | None:
+    def read_nowait(
+        self, key: str, *, report: bool = True
+    ) -> Found[T] | Literal[_NotNow.NOT_NOW] | None:
         """Read ``key`` on this thread if the store can answer without blocking.
 
         Returns the value found, None for a miss (an unreadable entry
         included: reported, counted, and overwritten by the run that follows),
         or ``NOT_NOW`` when the store cannot answer without blocking (or
         cannot be opened: the run reports that): then ``open().read``.
+
+        Args:
+            key: the store key.
+            report: False for a caller that answers nothing but a hit itself
+                (``memo.openai``'s shortcut): only a hit is counted, and
+                anything else is None, neither counted nor reported, since the
+                full call that follows reads, counts and reports it once.
         """
         try:
             store = self.slot.get()
@@ -306,34 +315,15 @@ class Entries(Generic[T]):
         except WouldBlock:
             return NOT_NOW
         except Exception as exc:
-            self.fail("read", exc)
+            if report:
+                self.fail("read", exc)
             return None
-        return None if data is None else self.decode(data, key)
-
-    def peek_nowait(self, key: str) -> Found[T] | Literal[_NotNow.NOT_NOW] | None:
-        """Like ``read_nowait``, for a caller that answers nothing but a hit itself.
-
-        Only a hit is counted. Anything else (absent, unreadable, the store
-        failing) is None, neither counted nor reported: that caller then makes
-        the full call, whose own read counts and reports it once.
-        """
-        try:
-            store = self.slot.get()
-        except Exception:
-            return NOT_NOW
-        if not _reads_nowait(type(store)):
-            return NOT_NOW
-        get_nowait = store.get_nowait  # type: ignore[attr-defined]
-        try:
-            data = get_nowait(key)
-        except WouldBlock:
-            return NOT_NOW
-        except Exception:
-            return None
-        return None if data is None else self._decode_hit(data, key)
+        return None if data is None else self.decode(data, key, report=report)
 
     async def peek(self, key: str) -> Found[T] | None:
-        """``peek_nowait`` through the store's ``get``: a hit (counted) or None (nothing counted).
+        """``read_nowait(key, report=False)`` through the store's ``get``.
+
+        A hit (counted) or None (nothing counted).
 
         A store that makes other processes wait for a miss it answered is told
         at once that no value is coming from here: the full call that follows
@@ -353,23 +343,19 @@ class Entries(Generic[T]):
         if data is None:
             await OpenEntries(self, store).release(key)
             return None
-        return self._decode_hit(data, key)
+        return self.decode(data, key, report=False)
 
-    def _decode_hit(self, data: bytes, key: str) -> Found[T] | None:
-        try:
-            value = self.codec.decode(data, key)
-        except Exception:
-            return None
-        self.counters.hits += 1
-        return Found(value, data)
+    def decode(self, data: bytes, key: str, *, report: bool = True) -> Found[T] | None:
+        """Return the value in stored ``data`` (a hit, counted), or None if it cannot be read.
 
-    def decode(self, data: bytes, key: str) -> Found[T] | None:
-        """Return the value in stored ``data`` (a hit, counted), or None if it cannot be read."""
+        ``report``: whether an unreadable value is counted and reported (see ``read_nowait``).
+        """
         try:
             value = self.codec.decode(data, key)
         except Exception as exc:
-            self.fail("decode", exc)
-            self._unreadable = (key, f"{type(exc).__name__}: {exc}")
+            if report:
+                self.fail("decode", exc)
+                self._unreadable = (key, f"{type(exc).__name__}: {exc}")
             return None
         self.counters.hits += 1
         return Found(value, data)
